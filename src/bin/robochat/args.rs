@@ -1,0 +1,30 @@
+//! Small helpers shared by the subcommands' argument parsers.
+
+use std::fmt::Display;
+use std::str::FromStr;
+
+/// How a subcommand failed: a bad command line (exit status 2) or a failure while running (1).
+pub enum Failure {
+    Usage(String),
+    Runtime(String),
+}
+
+impl From<lexopt::Error> for Failure {
+    fn from(e: lexopt::Error) -> Self {
+        Failure::Usage(e.to_string())
+    }
+}
+
+/// The value of option `--name`, parsed, with an error that names the option.
+pub fn value<T>(parser: &mut lexopt::Parser, name: &str) -> Result<T, Failure>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    let raw = parser.value()?;
+    let text = raw
+        .to_str()
+        .ok_or_else(|| Failure::Usage(format!("the value of --{name} is not valid UTF-8")))?;
+    text.parse()
+        .map_err(|e| Failure::Usage(format!("invalid value '{text}' for --{name}: {e}")))
+}

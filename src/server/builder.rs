@@ -1,0 +1,238 @@
+//! Server settings and the builder that checks them and binds the listener.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::protocol::Framing;
+use crate::robot::{EmbeddedRobot, Robot};
+
+use super::Server;
+
+/// The greeting sent to every new connection, as in the tutorial.
+pub const DEFAULT_GREETING: &str = "你好，欢迎来到机器人聊天器！";
+
+/// The settings one server runs with. Built and checked by [`ServerBuilder`].
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub robot: Arc<dyn Robot>,
+    pub workers: usize,
+    pub queue: usize,
+    pub robot_delay: Duration,
+    pub max_connections: usize,
+    pub max_line: usize,
+    pub framing: Framing,
+    pub greeting: String,
+    pub goodbye: String,
+    pub shutdown_notice: String,
+    pub shutdown_timeout: Duration,
+}
+
+/// Builds a [`Server`]: `Server::builder().listen(addr).robot(r).workers(4).build()`.
+///
+/// Every setting has a default that suits a public chat server: `127.0.0.1:9999`, the embedded
+/// robot, 4 workers, a queue of 1024 jobs, 10,000 connections, 4096-byte lines, automatic framing.
+pub struct ServerBuilder {
+    listen: Vec<SocketAddr>,
+    listen_error: Option<String>,
+    config: Config,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        ServerBuilder {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 9999))],
+            listen_error: None,
+            config: Config {
+                robot: Arc::new(EmbeddedRobot::new()),
+                workers: 4,
+                queue: 1024,
+                robot_delay: Duration::ZERO,
+                max_connections: 10_000,
+                max_line: 4096,
+                framing: Framing::Auto,
+                greeting: DEFAULT_GREETING.to_owned(),
+                goodbye: "再见！Goodbye!".to_owned(),
+                shutdown_notice: "服务器正在关闭，再见！The server is shutting down. Goodbye!"
+                    .to_owned(),
+                shutdown_timeout: Duration::from_secs(5),
+            },
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// The address to listen on, such as `"127.0.0.1:9999"` or `"[::]:9999"`. Port 0 picks a
+    /// free port; [`Server::local_addr`] tells which. Names are resolved here, once.
+    pub fn listen(mut self, addr: impl ToSocketAddrs) -> Self {
+        match addr.to_socket_addrs() {
+            Ok(addrs) => {
+                self.listen = addrs.collect();
+                self.listen_error = None;
+            }
+            Err(e) => self.listen_error = Some(e.to_string()),
+        }
+        self
+    }
+
+    /// The robot that answers messages (default: the embedded robot).
+    pub fn robot(self, robot: impl Robot + 'static) -> Self {
+        self.shared_robot(Arc::new(robot))
+    }
+
+    /// The robot, already shared.
+    pub fn shared_robot(mut self, robot: Arc<dyn Robot>) -> Self {
+        self.config.robot = robot;
+        self
+    }
+
+    /// Worker threads calling the robot (default 4). `0` answers on the event loop thread, which
+    /// is allowed only for robots whose [`Robot::never_blocks`] is true.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.config.workers = workers;
+        self
+    }
+
+    /// Robot jobs that may wait for a worker (default 1024). Past that, messages are answered
+    /// with a "robot is busy" error line.
+    pub fn queue(mut self, jobs: usize) -> Self {
+        self.config.queue = jobs;
+        self
+    }
+
+    /// Holds back every robot reply by `delay` on its worker: a stand-in for a slow web robot
+    /// in load tests (default none). Needs at least one worker.
+    pub fn robot_delay(mut self, delay: Duration) -> Self {
+        self.config.robot_delay = delay;
+        self
+    }
+
+    /// Connections served at once (default 10,000). One more gets an error line and is closed.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.config.max_connections = connections;
+        self
+    }
+
+    /// The longest message line accepted, in bytes (default 4096). Longer lines get an error
+    /// line and are discarded as they arrive, never buffered.
+    pub fn max_line(mut self, bytes: usize) -> Self {
+        self.config.max_line = bytes;
+        self
+    }
+
+    /// How messages are cut from the byte stream (default [`Framing::Auto`]).
+    pub fn framing(mut self, framing: Framing) -> Self {
+        self.config.framing = framing;
+        self
+    }
+
+    /// The line sent to each new connection.
+    pub fn greeting(mut self, greeting: impl Into<String>) -> Self {
+        self.config.greeting = greeting.into();
+        self
+    }
+
+    /// How long a shutdown waits for robot lookups in flight before closing (default 5 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.config.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Checks the settings, binds the listener and starts the workers.
+    pub fn build(self) -> Result<Server, BuildError> {
+        if let Some(why) = self.listen_error {
+            return Err(BuildError::Address(why));
+        }
+        let config = self.config;
+        if config.workers == 0 && !config.robot.never_blocks() {
+            return Err(BuildError::Config(format!(
+                "the {} robot may block, so it needs at least one worker (workers 0 answers on \
+                 the event loop and is only for robots that never block, such as embedded and echo)",
+                config.robot.name()
+            )));
+        }
+        if config.workers == 0 && !config.robot_delay.is_zero() {
+            return Err(BuildError::Config(
+                "a robot delay needs at least one worker".into(),
+            ));
+        }
+        if config.workers > 0 && config.queue == 0 {
+            return Err(BuildError::Config(
+                "the robot queue must hold at least one job".into(),
+            ));
+        }
+        if config.max_connections == 0 || config.max_connections > super::MAX_CONNECTIONS_LIMIT {
+            return Err(BuildError::Config(format!(
+                "max connections must be between 1 and {}",
+                super::MAX_CONNECTIONS_LIMIT
+            )));
+        }
+        if config.max_line < crate::protocol::MAX_USERNAME + 3 {
+            return Err(BuildError::Config(format!(
+                "max line must be at least {} bytes, enough for a username and a short message",
+                crate::protocol::MAX_USERNAME + 3
+            )));
+        }
+        if config.greeting.contains(['\n', '\r']) {
+            return Err(BuildError::Config(
+                "the greeting must be one line (no newlines)".into(),
+            ));
+        }
+        Server::bind(&self.listen, config)
+    }
+}
+
+/// Why a server could not be built.
+#[derive(Debug)]
+pub enum BuildError {
+    /// The listen address could not be resolved.
+    Address(String),
+    /// The listen address could not be bound (in use, not permitted, ...).
+    Bind {
+        /// The address tried last.
+        addr: SocketAddr,
+        /// What the system said.
+        error: io::Error,
+    },
+    /// The settings contradict each other or are out of range.
+    Config(String),
+    /// The event loop or the workers could not be set up.
+    Io(io::Error),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::Address(why) => write!(f, "cannot resolve the listen address: {why}"),
+            BuildError::Bind { addr, error } => {
+                write!(f, "cannot listen on {addr}: {error}")?;
+                if error.kind() == io::ErrorKind::AddrInUse {
+                    write!(
+                        f,
+                        " (another server is using that port; choose another with --listen)"
+                    )?;
+                }
+                Ok(())
+            }
+            BuildError::Config(why) => f.write_str(why),
+            BuildError::Io(e) => write!(f, "cannot start the server: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BuildError::Bind { error, .. } | BuildError::Io(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for BuildError {
+    fn from(e: io::Error) -> Self {
+        BuildError::Io(e)
+    }
+}

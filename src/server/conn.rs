@@ -1,0 +1,134 @@
+//! The state of one client connection, and the socket I/O that needs nothing else.
+//!
+//! An idle connection is a socket and a few words: its buffers are empty `Vec`s with no
+//! allocation behind them. Bytes are held only for an unfinished line, messages waiting behind
+//! a robot lookup, or replies the client has not yet taken, and the memory is given back as soon
+//! as they are gone.
+
+use std::io::{self, Write};
+
+use mio::net::TcpStream;
+
+use crate::protocol::Framer;
+
+/// Unsent reply bytes past which the connection stops reading (and so stops producing replies)
+/// until the client takes some: a client that never reads cannot grow the server's memory.
+pub(super) const OUTPUT_LIMIT: usize = 64 * 1024;
+
+/// One client connection.
+pub(super) struct Conn {
+    pub socket: TcpStream,
+    /// Distinguishes this connection from earlier ones that used the same slab slot.
+    pub generation: u32,
+    pub framer: Framer,
+    /// Bytes received and not yet framed: an unfinished line, or messages that wait while a
+    /// lookup is in flight or the output is full.
+    pub input: Vec<u8>,
+    /// Reply bytes not yet written to the socket.
+    pub output: Vec<u8>,
+    /// A robot lookup for this connection is on the worker pool.
+    pub lookup_in_flight: bool,
+    /// The socket may have bytes we have not read (we stopped before it said `WouldBlock`).
+    pub unread_input: bool,
+    /// The last read drained the socket: in legacy framing, the pending bytes are a message.
+    pub burst_ended: bool,
+    /// The client closed its sending side: answer what it sent, then close.
+    pub peer_closed: bool,
+    /// Close once the output is written (after `exit`, or at shutdown); read nothing more.
+    pub closing: bool,
+}
+
+impl Conn {
+    pub fn new(socket: TcpStream, generation: u32, framer: Framer) -> Self {
+        Conn {
+            socket,
+            generation,
+            framer,
+            input: Vec::new(),
+            output: Vec::new(),
+            lookup_in_flight: false,
+            unread_input: true,
+            burst_ended: false,
+            peer_closed: false,
+            closing: false,
+        }
+    }
+
+    /// No further message can be answered now: replies must stay in order behind the lookup in
+    /// flight, and the output must drain before more is produced.
+    pub fn blocked(&self) -> bool {
+        self.lookup_in_flight || self.output_full()
+    }
+
+    pub fn output_full(&self) -> bool {
+        self.output.len() >= OUTPUT_LIMIT
+    }
+
+    /// Whether to read from the socket now. A blocked connection reads at most one buffer ahead;
+    /// the rest waits in the kernel, which pushes back on the client through TCP.
+    pub fn wants_read(&self) -> bool {
+        self.unread_input
+            && !self.peer_closed
+            && !self.closing
+            && (!self.blocked() || self.input.is_empty())
+    }
+
+    /// Nothing is left to do: the connection can be closed.
+    pub fn finished(&self) -> bool {
+        !self.lookup_in_flight
+            && self.output.is_empty()
+            && (self.closing || (self.peer_closed && self.input.is_empty()))
+    }
+
+    /// Sends `bytes` after any output already queued, writing straight away when possible so
+    /// that most replies never touch the output buffer.
+    pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if !self.output.is_empty() {
+            self.output.extend_from_slice(bytes);
+            return Ok(());
+        }
+        let written = write_some(&mut self.socket, bytes)?;
+        self.output.extend_from_slice(&bytes[written..]);
+        Ok(())
+    }
+
+    /// Writes as much queued output as the socket takes; the rest waits for `WRITABLE`.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.output.is_empty() {
+            return Ok(());
+        }
+        let written = write_some(&mut self.socket, &self.output)?;
+        if written == self.output.len() {
+            self.output = Vec::new(); // give the memory back
+        } else {
+            self.output.drain(..written);
+        }
+        Ok(())
+    }
+
+    /// Keeps the unframed tail of `input` after `consumed` bytes were used, freeing the buffer
+    /// when nothing is left.
+    pub fn keep_input(&mut self, mut input: Vec<u8>, consumed: usize) {
+        if consumed >= input.len() {
+            self.input = Vec::new();
+        } else {
+            input.drain(..consumed);
+            self.input = input;
+        }
+    }
+}
+
+/// Writes until the socket would block or everything is written; returns how much was written.
+fn write_some(socket: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match socket.write(&bytes[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
+}

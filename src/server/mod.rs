@@ -1,0 +1,706 @@
+//! The server: one single-threaded mio event loop owning every socket.
+//!
+//! The loop accepts connections, reads into one shared scratch buffer, frames messages, answers
+//! them (or hands them to the [`WorkerPool`]), and writes replies. It never blocks: robot calls
+//! run on the workers (unless the robot never blocks and there are none), which wake the loop
+//! through a `mio::Waker` when answers are ready.
+//!
+//! Tokens carry a connection's slab key and a generation, so that an event or a late robot
+//! answer for a closed connection can never reach a newer one that reuses its slot.
+
+mod builder;
+mod conn;
+
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::protocol::{encode_error, encode_line, Frame, Framer};
+use crate::robot::{call_robot, Job, RobotError, SubmitError, WorkerPool};
+
+use builder::Config;
+pub use builder::{BuildError, ServerBuilder, DEFAULT_GREETING};
+use conn::Conn;
+
+/// The largest `max_connections` accepted: slab keys must fit in the low half of a token.
+pub const MAX_CONNECTIONS_LIMIT: usize = 1 << 24;
+
+const LISTENER: Token = Token(usize::MAX);
+const WAKER: Token = Token(usize::MAX - 1);
+/// Bits of a token that hold the slab key; the generation sits above them.
+const KEY_BITS: u32 = 24;
+/// Generations wrap within the bits above the key, leaving the top bit clear so that no
+/// connection's token can equal a fixed token.
+const GENERATION_BITS: u32 = usize::BITS - KEY_BITS - 1;
+const GENERATION_MASK: u32 = if GENERATION_BITS > 31 {
+    u32::MAX
+} else {
+    (1 << GENERATION_BITS) - 1
+};
+const SCRATCH_SIZE: usize = 16 * 1024;
+/// Reads one connection may take per loop turn before others get theirs.
+const READS_PER_TURN: usize = 16;
+/// Connections accepted per loop turn before the connections already open get a turn.
+const ACCEPTS_PER_TURN: usize = 256;
+/// How long accepting pauses after the system refused to create a socket (out of files).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// How often, at most, the same accept failure is logged while it persists.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(5);
+/// Time allowed to write shutdown notices once the shutdown timeout has run out.
+const NOTICE_GRACE: Duration = Duration::from_secs(1);
+
+/// A chat-robot server, bound and ready to [`run`](Server::run).
+pub struct Server {
+    poll: Poll,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+    config: Config,
+    pool: Option<WorkerPool>,
+}
+
+/// Stops a running server from another thread. Cheap to clone.
+#[derive(Clone)]
+pub struct ServerHandle {
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+}
+
+impl ServerHandle {
+    /// Asks the server to shut down gracefully: stop accepting, let robot lookups in flight
+    /// deliver their replies (up to the shutdown timeout), send each client a goodbye line and
+    /// close. [`Server::run`] then returns.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Err(e) = self.waker.wake() {
+            log::error!("cannot wake the event loop to shut down: {e}");
+        }
+    }
+}
+
+impl Server {
+    /// Starts building a server; see [`ServerBuilder`] for the settings and their defaults.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    fn bind(addrs: &[SocketAddr], config: Config) -> Result<Server, BuildError> {
+        let mut last_error = None;
+        let mut bound = None;
+        for &addr in addrs {
+            match TcpListener::bind(addr) {
+                Ok(listener) => {
+                    bound = Some(listener);
+                    break;
+                }
+                Err(error) => last_error = Some(BuildError::Bind { addr, error }),
+            }
+        }
+        let Some(mut listener) = bound else {
+            return Err(last_error
+                .unwrap_or_else(|| BuildError::Address("the name has no addresses".into())));
+        };
+        let local_addr = listener.local_addr()?;
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let pool = if config.workers == 0 {
+            None
+        } else {
+            Some(WorkerPool::start(
+                Arc::clone(&config.robot),
+                config.workers,
+                config.queue,
+                config.robot_delay,
+                Arc::clone(&waker),
+            )?)
+        };
+        Ok(Server {
+            poll,
+            listener,
+            local_addr,
+            waker,
+            stop: Arc::new(AtomicBool::new(false)),
+            config,
+            pool,
+        })
+    }
+
+    /// The address the server listens on (with the real port when it was asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that stops the server from another thread.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            waker: Arc::clone(&self.waker),
+            stop: Arc::clone(&self.stop),
+        }
+    }
+
+    /// Serves clients on this thread until [`ServerHandle::shutdown`] is called.
+    ///
+    /// Errors are returned only if the event loop itself fails; a failing connection is closed
+    /// and logged, and never stops the server.
+    pub fn run(self) -> io::Result<()> {
+        log::info!(
+            "robochat listening on {} (robot {}, {} workers, framing {}, up to {} connections)",
+            self.local_addr,
+            self.config.robot.name(),
+            self.config.workers,
+            self.config.framing,
+            self.config.max_connections,
+        );
+        let mut greeting = Vec::new();
+        encode_line(&mut greeting, &self.config.greeting);
+        let mut refusal = Vec::new();
+        encode_error(
+            &mut refusal,
+            &format_args!(
+                "the server is full ({} connections); try again later. Closing.",
+                self.config.max_connections
+            ),
+        );
+        let mut event_loop = EventLoop {
+            poll: self.poll,
+            listener: Some(self.listener),
+            conns: Slab::new(),
+            scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
+            ctx: Ctx {
+                config: self.config,
+                pool: self.pool,
+                lookups_in_flight: 0,
+                draining: false,
+            },
+            greeting: greeting.into_boxed_slice(),
+            refusal: refusal.into_boxed_slice(),
+            stop: self.stop,
+            next_generation: 0,
+            accept_paused_until: None,
+            last_accept_log: None,
+            rerun: Vec::new(),
+        };
+        event_loop.run()
+    }
+}
+
+/// What answering a message needs, kept apart from the connection table so both can be
+/// borrowed at once.
+struct Ctx {
+    config: Config,
+    pool: Option<WorkerPool>,
+    lookups_in_flight: usize,
+    /// Shutting down: answer nothing new, only deliver lookups already in flight.
+    draining: bool,
+}
+
+struct EventLoop {
+    poll: Poll,
+    /// `None` once shutting down.
+    listener: Option<TcpListener>,
+    conns: Slab<Conn>,
+    /// Every read lands here first; only bytes that must wait are copied to a connection.
+    scratch: Box<[u8]>,
+    ctx: Ctx,
+    greeting: Box<[u8]>,
+    refusal: Box<[u8]>,
+    stop: Arc<AtomicBool>,
+    next_generation: u32,
+    accept_paused_until: Option<Instant>,
+    last_accept_log: Option<Instant>,
+    /// Tokens that used up their turn's budget with work left; served again next turn.
+    rerun: Vec<Token>,
+}
+
+enum Phase {
+    Running,
+    /// Waiting for lookups in flight, until the deadline.
+    Draining(Instant),
+    /// Goodbyes sent; waiting for them to be written, until the deadline.
+    Closing(Instant),
+}
+
+impl EventLoop {
+    fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut phase = Phase::Running;
+        loop {
+            if let Phase::Running = phase {
+                if self.stop.load(Ordering::SeqCst) {
+                    phase = self.begin_shutdown();
+                }
+            }
+            phase = match phase {
+                Phase::Draining(deadline)
+                    if self.ctx.lookups_in_flight == 0 || Instant::now() >= deadline =>
+                {
+                    self.send_shutdown_notices(deadline)
+                }
+                Phase::Closing(deadline) if self.conns.is_empty() || Instant::now() >= deadline => {
+                    self.close_all();
+                    return Ok(());
+                }
+                other => other,
+            };
+
+            let timeout = self.poll_timeout(&phase);
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue; // a signal arrived; nothing is wrong
+                }
+                return Err(e);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => self.take_completions(),
+                    token => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            if let Some(conn) = self.conn_mut(token) {
+                                conn.unread_input = true;
+                            }
+                        }
+                        self.serve(token);
+                    }
+                }
+            }
+            for token in std::mem::take(&mut self.rerun) {
+                if token == LISTENER {
+                    self.accept();
+                } else {
+                    self.serve(token);
+                }
+            }
+            if self
+                .accept_paused_until
+                .is_some_and(|t| Instant::now() >= t)
+            {
+                self.accept_paused_until = None;
+                self.accept();
+            }
+        }
+    }
+
+    fn poll_timeout(&self, phase: &Phase) -> Option<Duration> {
+        if !self.rerun.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let deadline = match *phase {
+            Phase::Running => self.accept_paused_until,
+            Phase::Draining(t) | Phase::Closing(t) => Some(t),
+        }?;
+        Some(deadline.saturating_duration_since(Instant::now()))
+    }
+
+    fn conn_mut(&mut self, token: Token) -> Option<&mut Conn> {
+        let (key, generation) = split_token(token);
+        self.conns
+            .get_mut(key)
+            .filter(|conn| conn.generation == generation)
+    }
+
+    // ----- accepting -----
+
+    fn accept(&mut self) {
+        if self.accept_paused_until.is_some() {
+            return;
+        }
+        for _ in 0..ACCEPTS_PER_TURN {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((socket, addr)) => self.admit(socket, addr),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_per_connection_accept_error(&e) => {
+                    log::info!("a connection failed while being accepted: {e}");
+                }
+                Err(e) => {
+                    self.pause_accepting(&e);
+                    return;
+                }
+            }
+        }
+        self.rerun.push(LISTENER);
+    }
+
+    /// Out of file descriptors (or memory): keep serving the connections we have and try again
+    /// shortly, or as soon as one of them closes. Never spin, never exit.
+    fn pause_accepting(&mut self, error: &io::Error) {
+        let now = Instant::now();
+        if self
+            .last_accept_log
+            .is_none_or(|t| now.duration_since(t) >= ACCEPT_LOG_INTERVAL)
+        {
+            self.last_accept_log = Some(now);
+            log::warn!(
+                "cannot accept connections: {error}; pausing accepts ({} connections open; \
+                 raise the open-file limit or lower --max-connections)",
+                self.conns.len()
+            );
+        }
+        self.accept_paused_until = Some(now + ACCEPT_PAUSE);
+    }
+
+    fn admit(&mut self, mut socket: TcpStream, addr: SocketAddr) {
+        if self.conns.len() >= self.ctx.config.max_connections {
+            log::info!(
+                "refused connection from {addr}: the server is full ({} connections)",
+                self.conns.len()
+            );
+            // Best effort: the line fits in any socket buffer; if not, the close says enough.
+            let _ = io::Write::write(&mut socket, &self.refusal);
+            return;
+        }
+        let entry = self.conns.vacant_entry();
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1) & GENERATION_MASK;
+        let token = make_token(entry.key(), generation);
+        if let Err(e) = self.poll.registry().register(
+            &mut socket,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::warn!("cannot watch the connection from {addr}: {e}");
+            return;
+        }
+        // Replies are single small writes that should leave at once.
+        if let Err(e) = socket.set_nodelay(true) {
+            log::debug!("cannot set TCP_NODELAY for {addr}: {e}");
+        }
+        let framer = Framer::new(self.ctx.config.framing, self.ctx.config.max_line);
+        let conn = entry.insert(Conn::new(socket, generation, framer));
+        if let Err(e) = conn.send(&self.greeting) {
+            log::info!("connection from {addr} failed: {e}");
+            self.close(token);
+        }
+    }
+
+    // ----- serving connections -----
+
+    /// Does everything a connection allows now: answer waiting messages, read, write. Closes it
+    /// when it is finished or its socket fails.
+    fn serve(&mut self, token: Token) {
+        let (key, generation) = split_token(token);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.generation != generation {
+            return; // an event for an earlier connection in this slot
+        }
+        match serve_conn(&mut self.ctx, conn, token, &mut self.scratch) {
+            Ok(Progress::Done) if conn.finished() => self.close(token),
+            Ok(Progress::Done) => {}
+            Ok(Progress::MoreToRead) => self.rerun.push(token),
+            Err(e) => {
+                if !is_disconnect(&e) {
+                    log::info!("connection {} failed: {e}", peer_name(&conn.socket));
+                }
+                self.close(token);
+            }
+        }
+    }
+
+    fn take_completions(&mut self) {
+        let Some(pool) = &self.ctx.pool else {
+            return;
+        };
+        let completions: Vec<_> = pool.take_completions().collect();
+        let mut answered = Vec::with_capacity(completions.len());
+        for completion in completions {
+            self.ctx.lookups_in_flight -= 1;
+            let token = Token(completion.ticket as usize);
+            if let Some(conn) = self.conn_mut(token) {
+                conn.lookup_in_flight = false;
+                if !conn.closing {
+                    push_answer(conn, completion.result);
+                }
+                answered.push(token);
+            }
+            // Otherwise the connection closed while its lookup was in flight: the answer has
+            // nobody to go to, and must not go to whoever holds the slot now.
+        }
+        for token in answered {
+            self.serve(token);
+        }
+    }
+
+    fn close(&mut self, token: Token) {
+        let (key, generation) = split_token(token);
+        if self
+            .conns
+            .get(key)
+            .is_some_and(|conn| conn.generation == generation)
+        {
+            // Dropping the socket closes it, which also removes it from the poll.
+            self.conns.remove(key);
+            // A file descriptor is free again: if accepting was paused for lack of them, retry.
+            if self.accept_paused_until.is_some() {
+                self.accept_paused_until = Some(Instant::now());
+            }
+        }
+    }
+
+    // ----- shutting down -----
+
+    fn begin_shutdown(&mut self) -> Phase {
+        log::info!(
+            "shutting down: {} connections open, {} robot lookups in flight",
+            self.conns.len(),
+            self.ctx.lookups_in_flight
+        );
+        self.listener = None; // stop accepting; the port is released
+        self.accept_paused_until = None;
+        self.ctx.draining = true;
+        Phase::Draining(Instant::now() + self.ctx.config.shutdown_timeout)
+    }
+
+    fn send_shutdown_notices(&mut self, deadline: Instant) -> Phase {
+        let mut notice = Vec::new();
+        encode_line(&mut notice, &self.ctx.config.shutdown_notice);
+        let tokens: Vec<Token> = self
+            .conns
+            .iter()
+            .map(|(key, conn)| make_token(key, conn.generation))
+            .collect();
+        for token in tokens {
+            if let Some(conn) = self.conn_mut(token) {
+                conn.closing = true;
+                conn.lookup_in_flight = false; // past the deadline its answer is not awaited
+                let sent = conn.send(&notice);
+                if sent.is_err() || conn.finished() {
+                    self.close(token);
+                }
+            }
+        }
+        Phase::Closing(deadline.max(Instant::now() + NOTICE_GRACE))
+    }
+
+    fn close_all(&mut self) {
+        if !self.conns.is_empty() {
+            log::info!(
+                "closing {} connections that did not take their goodbye in time",
+                self.conns.len()
+            );
+        }
+        self.conns.clear();
+    }
+}
+
+/// What is left for a connection after its turn.
+enum Progress {
+    /// Nothing until its socket or the robot has news.
+    Done,
+    /// It used its read budget with bytes still waiting: give it another turn soon.
+    MoreToRead,
+}
+
+fn serve_conn(
+    ctx: &mut Ctx,
+    conn: &mut Conn,
+    token: Token,
+    scratch: &mut [u8],
+) -> io::Result<Progress> {
+    let mut reads = 0;
+    loop {
+        answer_waiting(ctx, conn, token);
+        if conn.output_full() {
+            conn.flush()?;
+            if conn.output_full() {
+                break; // the client is not reading; WRITABLE will bring us back
+            }
+            continue;
+        }
+        if ctx.draining || !conn.wants_read() {
+            break;
+        }
+        if reads == READS_PER_TURN {
+            conn.flush()?;
+            return Ok(Progress::MoreToRead);
+        }
+        reads += 1;
+        match conn.socket.read(scratch) {
+            Ok(0) => {
+                conn.unread_input = false;
+                conn.peer_closed = true;
+            }
+            Ok(n) => take_bytes(ctx, conn, token, &scratch[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                conn.unread_input = false;
+                conn.burst_ended = true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    conn.flush()?;
+    Ok(Progress::Done)
+}
+
+/// Frames and answers freshly read bytes. When nothing is waiting they are framed straight from
+/// the scratch buffer; only what cannot be answered yet is copied into the connection.
+fn take_bytes(ctx: &mut Ctx, conn: &mut Conn, token: Token, bytes: &[u8]) {
+    conn.burst_ended = false;
+    if conn.input.is_empty() {
+        let consumed = answer_frames(ctx, conn, token, bytes);
+        conn.input.extend_from_slice(&bytes[consumed..]);
+    } else {
+        conn.input.extend_from_slice(bytes);
+    }
+}
+
+/// Answers what waits in the connection's input, as far as its state allows.
+fn answer_waiting(ctx: &mut Ctx, conn: &mut Conn, token: Token) {
+    if conn.closing {
+        conn.input = Vec::new();
+        return;
+    }
+    if ctx.draining {
+        return;
+    }
+    let input = std::mem::take(&mut conn.input);
+    let consumed = answer_frames(ctx, conn, token, &input);
+    conn.keep_input(input, consumed);
+}
+
+/// Takes frames from the front of `pending` and answers them until the connection is blocked or
+/// needs more bytes. Returns how many bytes were used.
+fn answer_frames(ctx: &mut Ctx, conn: &mut Conn, token: Token, pending: &[u8]) -> usize {
+    let mut used = 0;
+    while !conn.blocked() && !conn.closing {
+        let rest = &pending[used..];
+        let mut decoded = conn.framer.decode(rest);
+        if decoded.needs_more() && std::mem::take(&mut conn.burst_ended) {
+            decoded = conn.framer.end_of_burst(rest);
+        }
+        if decoded.needs_more() && conn.peer_closed {
+            decoded = conn.framer.end_of_stream(rest);
+        }
+        if decoded.needs_more() {
+            break;
+        }
+        used += decoded.consumed;
+        if let Some(frame) = decoded.frame {
+            answer(ctx, conn, token, frame);
+        }
+    }
+    used
+}
+
+fn answer(ctx: &mut Ctx, conn: &mut Conn, token: Token, frame: Frame<'_>) {
+    match frame {
+        Frame::Message { user, text } => match &ctx.pool {
+            None => push_answer(conn, call_robot(&*ctx.config.robot, user, text)),
+            Some(pool) => {
+                let job = Job {
+                    ticket: token.0 as u64,
+                    user: user.to_owned(),
+                    text: text.to_owned(),
+                };
+                match pool.submit(job) {
+                    Ok(()) => {
+                        conn.lookup_in_flight = true;
+                        ctx.lookups_in_flight += 1;
+                    }
+                    Err(SubmitError::Full(_)) => encode_error(
+                        &mut conn.output,
+                        &"the robot is busy; please try again in a moment",
+                    ),
+                    Err(SubmitError::Closed(_)) => push_answer(
+                        conn,
+                        Err(RobotError::Unavailable("its workers have stopped".into())),
+                    ),
+                }
+            }
+        },
+        Frame::Exit => {
+            encode_line(&mut conn.output, &ctx.config.goodbye);
+            conn.closing = true;
+        }
+        Frame::Blank => {}
+        Frame::Invalid(error) => encode_error(&mut conn.output, &error),
+    }
+}
+
+fn push_answer(conn: &mut Conn, result: Result<String, RobotError>) {
+    match result {
+        Ok(reply) => encode_line(&mut conn.output, &reply),
+        Err(error) => encode_error(&mut conn.output, &error),
+    }
+}
+
+fn make_token(key: usize, generation: u32) -> Token {
+    debug_assert!(key < MAX_CONNECTIONS_LIMIT);
+    Token((generation as usize) << KEY_BITS | key)
+}
+
+fn split_token(token: Token) -> (usize, u32) {
+    (
+        token.0 & ((1 << KEY_BITS) - 1),
+        (token.0 >> KEY_BITS) as u32,
+    )
+}
+
+/// Accept errors that concern only the one connection being accepted.
+fn is_per_connection_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::ECONNRESET
+                | libc::EPROTO
+                | libc::EPERM
+                | libc::ETIMEDOUT
+                | libc::ENETDOWN
+                | libc::ENETUNREACH
+                | libc::EHOSTDOWN
+                | libc::EHOSTUNREACH
+                | libc::ENOPROTOOPT
+                | libc::EOPNOTSUPP
+        )
+    )
+}
+
+/// The client went away: ordinary, not worth a log line.
+fn is_disconnect(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+    )
+}
+
+fn peer_name(socket: &TcpStream) -> String {
+    socket
+        .peer_addr()
+        .map_or_else(|_| "(peer gone)".to_owned(), |a| a.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_never_collide_with_fixed_tokens() {
+        for (key, generation) in [(0, 0), (5, 7), (MAX_CONNECTIONS_LIMIT - 1, GENERATION_MASK)] {
+            let token = make_token(key, generation);
+            assert_ne!(token, LISTENER);
+            assert_ne!(token, WAKER);
+            let (k, g) = split_token(token);
+            assert_eq!(k, key);
+            assert_eq!(make_token(k, g), token);
+        }
+        assert_ne!(make_token(3, 1), make_token(3, 2));
+    }
+}

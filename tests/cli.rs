@@ -1,0 +1,335 @@
+//! The built `robochat` binary: serving the tutorial's client and `robochat chat`, signals,
+//! open-file limits, and memory, measured on a real process.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::Duration;
+
+use common::{robochat_bin, Client, ServeProcess};
+
+/// Runs `command` with `input` on its standard input; returns (exit code, stdout, stderr).
+fn run_with_input(mut command: Command, input: &str) -> (Option<i32>, String, String) {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the client");
+    // The client may exit before reading its input (when it cannot connect, say).
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_tutorial_client_works_unchanged_on_port_9999() {
+    // The tutorial's client hard-codes 127.0.0.1:9999 and sends messages without a newline.
+    let _server = ServeProcess::start_with(
+        Command::new(robochat_bin()),
+        "127.0.0.1:9999",
+        &["--robot", "echo"],
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/seed_client.py");
+    let mut python = Command::new("python3");
+    python.arg(script);
+    let (code, stdout, stderr) = run_with_input(python, "你好\n今天天气怎么样\nexit\n");
+    assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("你好，欢迎来到机器人聊天器！"), "{stdout}");
+    assert_eq!(stdout.matches("【机器人小图】").count(), 2, "{stdout}");
+    let hello = stdout
+        .find("\n你好\n")
+        .expect("the echo of the first message");
+    let weather = stdout
+        .find("今天天气怎么样\n")
+        .expect("the echo of the second");
+    assert!(hello < weather, "{stdout}");
+    assert!(stdout.contains("聊天室已关闭"), "{stdout}");
+}
+
+#[test]
+fn the_embedded_robot_answers_the_tutorial_client() {
+    let server = ServeProcess::start(&[]);
+    let mut client = Client::connect(server.addr);
+    client.send("小明::你是谁"); // tutorial style: no newline, then wait
+    let reply = client.line();
+    assert!(reply.contains("小图"), "{reply}");
+}
+
+#[test]
+fn chat_prints_the_greeting_and_each_reply_under_a_header() {
+    let server = ServeProcess::start(&["--robot", "echo"]);
+    let mut chat = Command::new(robochat_bin());
+    chat.args([
+        "chat",
+        "--connect",
+        &server.addr.to_string(),
+        "--user",
+        "alice",
+    ]);
+    let (code, stdout, stderr) = run_with_input(chat, "hello there\n第二条消息\nexit\n");
+    assert_eq!(code, Some(0), "stderr: {stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "你好，欢迎来到机器人聊天器！", "{stdout}");
+    assert_eq!(stdout.matches("【机器人小图】 ").count(), 3, "{stdout}");
+    let replies: Vec<&str> = lines
+        .windows(2)
+        .filter(|w| w[0].starts_with("【机器人小图】 "))
+        .map(|w| w[1])
+        .collect();
+    assert_eq!(replies[..2], ["hello there", "第二条消息"], "{stdout}");
+    assert!(replies[2].contains("再见"), "{stdout}");
+}
+
+#[test]
+fn chat_with_piped_input_and_no_exit_gets_every_reply() {
+    let server = ServeProcess::start(&["--robot", "echo", "--robot-delay", "50"]);
+    let mut chat = Command::new(robochat_bin());
+    chat.args([
+        "chat",
+        "--connect",
+        &server.addr.to_string(),
+        "--user",
+        "bob",
+    ]);
+    let input: String = (0..10).map(|i| format!("message {i}\n")).collect();
+    let (code, stdout, stderr) = run_with_input(chat, &input);
+    assert_eq!(code, Some(0), "stderr: {stderr}");
+    for i in 0..10 {
+        assert!(stdout.contains(&format!("\nmessage {i}\n")), "{stdout}");
+    }
+}
+
+#[test]
+fn chat_explains_when_no_server_is_there() {
+    let (_reserved, port) = common::refusing_port();
+    let mut chat = Command::new(robochat_bin());
+    chat.args(["chat", "--connect", &format!("127.0.0.1:{port}")]);
+    let (code, _, stderr) = run_with_input(chat, "hi\n");
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+    assert!(stderr.contains("robochat serve"), "{stderr}");
+}
+
+#[test]
+fn sigterm_finishes_lookups_in_flight_says_goodbye_and_exits_zero() {
+    let mut server = ServeProcess::start(&["--robot", "echo", "--robot-delay", "1000"]);
+    let mut idle = Client::connect(server.addr);
+    let mut busy = Client::connect(server.addr);
+    busy.send("bob::answer me before you go\n");
+    // The loop takes ready sockets in the order they became ready, so once a later connection
+    // has its greeting, the message above has been read and handed to a worker.
+    let _later = Client::connect(server.addr);
+    server.signal(libc::SIGTERM);
+    assert_eq!(busy.line(), "answer me before you go");
+    for client in [&mut busy, &mut idle] {
+        assert!(client.line().contains("shutting down"));
+        client.expect_closed();
+    }
+    assert_eq!(server.wait(), Some(0));
+    server.wait_for_log("received SIGTERM");
+}
+
+#[test]
+fn sigint_stops_an_idle_server_with_status_zero() {
+    let mut server = ServeProcess::start(&[]);
+    let mut client = Client::connect(server.addr);
+    server.signal(libc::SIGINT);
+    assert!(client.line().contains("shutting down"));
+    client.expect_closed();
+    assert_eq!(server.wait(), Some(0));
+}
+
+/// A `robochat serve` command whose open-file limit starts at `soft` of a `hard` maximum.
+fn with_file_limit(soft: u64, hard: u64) -> Command {
+    let mut command = Command::new(robochat_bin());
+    // SAFETY: setrlimit is async-signal-safe, as required between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command
+}
+
+fn soft_file_limit(pid: u32) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    line.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+#[test]
+fn out_of_file_descriptors_the_server_keeps_serving_without_spinning() {
+    let server =
+        ServeProcess::start_with(with_file_limit(24, 40), "127.0.0.1:0", &["--robot", "echo"]);
+    assert_eq!(
+        soft_file_limit(server.pid()),
+        40,
+        "soft limit raised to the hard limit"
+    );
+
+    // More clients than descriptors: the first ones are accepted and greeted, the rest wait in
+    // the listen backlog while accept fails with EMFILE.
+    let clients: Vec<Client> = (0..60).map(|_| Client::connect_raw(server.addr)).collect();
+    server.wait_for_log("cannot accept connections");
+    // Greetings are written as each connection is accepted, before the accept that failed
+    // and was logged, so now exactly the accepted clients have input waiting.
+    let (mut served, waiting): (Vec<Client>, Vec<Client>) =
+        clients.into_iter().partition_map_pending();
+    assert!(
+        served.len() >= 20 && !waiting.is_empty(),
+        "{} served",
+        served.len()
+    );
+
+    // The loop pauses accepting instead of spinning on the error.
+    let before = server.cpu_ticks();
+    thread::sleep(Duration::from_secs(1));
+    let used = server.cpu_ticks() - before;
+    assert!(
+        used < 30,
+        "the server used {used} ticks of CPU in 1 s while out of descriptors"
+    );
+
+    for (i, client) in served.iter_mut().enumerate() {
+        assert_eq!(client.line(), "你好，欢迎来到机器人聊天器！");
+        assert_eq!(
+            client.ask("u", &format!("served {i}")),
+            format!("served {i}")
+        );
+    }
+    // As connections close, the waiting ones are accepted and greeted.
+    let admitted = waiting.len().min(served.len());
+    served.truncate(served.len() - admitted);
+    for mut client in waiting.into_iter().take(admitted) {
+        assert_eq!(client.line(), "你好，欢迎来到机器人聊天器！");
+        assert_eq!(client.ask("w", "finally"), "finally");
+    }
+}
+
+trait PartitionPending {
+    fn partition_map_pending(self) -> (Vec<Client>, Vec<Client>);
+}
+
+impl<I: Iterator<Item = Client>> PartitionPending for I {
+    /// Splits clients into those with input waiting and those without.
+    fn partition_map_pending(self) -> (Vec<Client>, Vec<Client>) {
+        let (mut ready, mut idle) = (Vec::new(), Vec::new());
+        for mut client in self {
+            if client.has_pending_input() {
+                ready.push(client);
+            } else {
+                idle.push(client);
+            }
+        }
+        (ready, idle)
+    }
+}
+
+#[test]
+fn idle_connections_hold_no_buffers() {
+    let server = ServeProcess::start(&["--robot", "echo"]);
+    const CONNECTIONS: usize = 2000;
+    let mut clients = Vec::with_capacity(CONNECTIONS + 200);
+    // Warm up: the first connections grow the connection table and the allocator's arenas.
+    for _ in 0..200 {
+        let mut client = Client::connect(server.addr);
+        assert_eq!(client.ask("warm", "up"), "up");
+        clients.push(client);
+    }
+    let before = server.rss_bytes();
+    for _ in 0..CONNECTIONS {
+        let mut client = Client::connect(server.addr);
+        assert_eq!(client.ask("u", "hello"), "hello");
+        // A line in two writes: the server may hold the first part, then must let it go.
+        client.send("u::a message in ");
+        client.send("two parts\n");
+        assert_eq!(client.line(), "a message in two parts");
+        clients.push(client);
+    }
+    let after = server.rss_bytes();
+    let per_connection = after.saturating_sub(before) / CONNECTIONS as u64;
+    // A buffer of even 1 KiB kept per idle connection would show here.
+    assert!(
+        per_connection < 1024,
+        "{per_connection} bytes of server memory per idle connection"
+    );
+}
+
+#[test]
+fn a_100_mb_line_does_not_grow_server_memory() {
+    let server = ServeProcess::start(&["--robot", "echo"]);
+    let mut client = Client::connect(server.addr);
+    assert_eq!(client.ask("bob", "warm up"), "warm up");
+    let before = server.rss_bytes();
+    client.send("bob::");
+    let chunk = vec![b'y'; 1 << 20];
+    for _ in 0..100 {
+        client.send(&chunk);
+    }
+    client.send("\n");
+    assert!(client.line().starts_with("ERR "));
+    assert_eq!(client.ask("bob", "next"), "next");
+    let growth = server.rss_bytes().saturating_sub(before);
+    assert!(growth < 512 * 1024, "memory grew by {growth} bytes");
+}
+
+#[test]
+fn help_answers_questions_and_bad_flags_are_explained() {
+    let out = Command::new(robochat_bin())
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--listen",
+        "--robot",
+        "--workers",
+        "--queue",
+        "--max-connections",
+        "--max-line",
+        "--framing",
+        "--greeting",
+        "--rules",
+        "--shutdown-timeout",
+        "RUST_LOG",
+    ] {
+        assert!(help.contains(flag), "serve --help lacks {flag}");
+    }
+    let out = Command::new(robochat_bin())
+        .args(["chat", "--help"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--user"));
+
+    let out = Command::new(robochat_bin())
+        .args(["serve", "--workers", "many"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--workers"));
+    let out = Command::new(robochat_bin())
+        .args(["serve", "--robot", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown robot"));
+}
