@@ -703,4 +703,15 @@ mod tests {
         }
         assert_ne!(make_token(3, 1), make_token(3, 2));
     }
+
+    #[test]
+    fn an_idle_connection_stays_small() {
+        // Idle connections are what this server holds most of: each is one slab slot of this
+        // size (the kernel's socket memory aside). Growing it costs memory at every connection.
+        assert!(
+            std::mem::size_of::<Conn>() <= 96,
+            "Conn grew to {} bytes",
+            std::mem::size_of::<Conn>()
+        );
+    }
 }
