@@ -15,6 +15,11 @@ use std::fmt;
 /// The longest username accepted, in bytes.
 pub const MAX_USERNAME: usize = 64;
 
+/// The largest first burst that automatic framing takes for a tutorial-style message: the
+/// tutorial's server read messages with `recv(1024)`, so its clients' messages fit in that. A
+/// longer first line without a newline is more likely a line client's line cut by TCP.
+pub const LEGACY_BURST_MAX: usize = 1024;
+
 /// How a connection's byte stream is cut into messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Framing {
@@ -140,7 +145,11 @@ enum Mode {
     /// `Framing::Auto` before the first complete line or burst decided it.
     Undecided,
     Line,
+    /// `Framing::Legacy`: one message per burst, always.
     Legacy,
+    /// `Framing::Auto` took this for the tutorial's client: one message per burst, until a
+    /// newline shows it is a line client after all.
+    DetectedLegacy,
 }
 
 /// The incremental message framer of one connection.
@@ -182,22 +191,23 @@ impl Framer {
 
     /// Whether this connection is being served one message per burst.
     pub fn is_legacy(&self) -> bool {
-        self.mode == Mode::Legacy
+        matches!(self.mode, Mode::Legacy | Mode::DetectedLegacy)
     }
 
     /// Finds the next frame at the front of `pending`, the bytes received and not yet consumed.
     pub fn decode<'a>(&mut self, pending: &'a [u8]) -> Decoded<'a> {
         if self.mode == Mode::Legacy {
-            return self.decode_burst_prefix(pending);
+            // Nothing is whole before the burst ends; only the size limit applies.
+            return self.check_unfinished(pending);
         }
         let start = (self.scanned as usize).min(pending.len());
         match memchr_newline(&pending[start..]) {
             Some(offset) => {
                 let end = start + offset;
                 self.scanned = 0;
-                if self.mode == Mode::Undecided {
-                    self.mode = Mode::Line;
-                }
+                // A newline settles it, even on a connection first taken for the tutorial's
+                // client (whose messages never hold one): this is a line client.
+                self.mode = Mode::Line;
                 let frame = if self.discarding {
                     self.discarding = false;
                     None
@@ -217,17 +227,19 @@ impl Framer {
     }
 
     /// The socket has no more bytes for now. In legacy framing the pending bytes are one
-    /// message; with [`Framing::Auto`], a first message that arrived without a newline makes
-    /// this a legacy connection. Call only after [`decode`](Framer::decode) needs more.
+    /// message; with [`Framing::Auto`], a first message (of at most [`LEGACY_BURST_MAX`] bytes,
+    /// with `::`) that arrived without a newline makes this a legacy connection. Call only after
+    /// [`decode`](Framer::decode) needs more.
     pub fn end_of_burst<'a>(&mut self, pending: &'a [u8]) -> Decoded<'a> {
         if self.mode == Mode::Undecided
             && !self.discarding
+            && pending.len() <= LEGACY_BURST_MAX
             && find_separator(pending).is_some()
             && memchr_newline(pending).is_none()
         {
-            self.mode = Mode::Legacy;
+            self.mode = Mode::DetectedLegacy;
         }
-        if self.mode == Mode::Legacy {
+        if self.is_legacy() {
             self.take_burst(pending)
         } else {
             Decoded::NEED_MORE
@@ -236,7 +248,7 @@ impl Framer {
 
     /// The peer closed its side: whatever is pending is its last message, ended or not.
     pub fn end_of_stream<'a>(&mut self, pending: &'a [u8]) -> Decoded<'a> {
-        if self.mode == Mode::Legacy {
+        if self.is_legacy() {
             return self.take_burst(pending);
         }
         if pending.is_empty() {
@@ -252,11 +264,6 @@ impl Framer {
             consumed: pending.len(),
             frame,
         }
-    }
-
-    /// In legacy framing nothing is whole before the burst ends; only the size limit applies.
-    fn decode_burst_prefix<'a>(&mut self, pending: &'a [u8]) -> Decoded<'a> {
-        self.check_unfinished(pending)
     }
 
     fn take_burst<'a>(&mut self, pending: &'a [u8]) -> Decoded<'a> {
@@ -628,14 +635,53 @@ mod tests {
         h.burst_ends();
         assert_eq!(h.out, vec![msg("小明", "你好")]);
         assert!(h.framer.is_legacy());
-        // From now on a burst is a message even if it carries a newline.
-        h.read(b"bob::two\n");
+        // From now on each burst is a message, cut by TCP or not.
+        h.read("小明::今天".as_bytes());
+        h.read("天气怎么样".as_bytes());
         h.burst_ends();
         h.read("小明::exit".as_bytes());
         h.burst_ends();
         assert_eq!(
             h.out,
-            vec![msg("小明", "你好"), msg("bob", "two"), Out::Exit]
+            vec![
+                msg("小明", "你好"),
+                msg("小明", "今天天气怎么样"),
+                Out::Exit
+            ]
+        );
+    }
+
+    #[test]
+    fn auto_framing_returns_to_lines_when_a_newline_shows_up() {
+        // A line client whose first line happened to arrive in two bursts.
+        let mut h = Harness::new(Framing::Auto, 4096);
+        h.read(b"bob::part");
+        h.burst_ends();
+        h.read(b"bob::second\nbob::th");
+        h.burst_ends();
+        h.read(b"ird\n");
+        assert_eq!(
+            h.out,
+            vec![
+                msg("bob", "part"),
+                msg("bob", "second"),
+                msg("bob", "third")
+            ]
+        );
+        assert!(!h.framer.is_legacy());
+    }
+
+    #[test]
+    fn auto_framing_takes_a_long_first_burst_for_part_of_a_line() {
+        let mut h = Harness::new(Framing::Auto, 4096);
+        let long = format!("bob::{}", "x".repeat(LEGACY_BURST_MAX));
+        h.read(long.as_bytes());
+        h.burst_ends();
+        assert!(h.out.is_empty() && !h.framer.is_legacy());
+        h.read(b"yz\n");
+        assert_eq!(
+            h.out,
+            vec![msg("bob", &format!("{}yz", "x".repeat(LEGACY_BURST_MAX)))]
         );
     }
 

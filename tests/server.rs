@@ -478,3 +478,58 @@ fn a_taken_port_is_a_clear_error() {
         .expect("the port is taken");
     assert!(error.to_string().contains("cannot listen"), "{error}");
 }
+
+#[test]
+fn exit_with_more_input_unread_still_closes_cleanly() {
+    let server = echo_server(2);
+    let mut client = server.connect();
+    // Messages, `exit`, then more bytes the server will never answer: closing a socket with
+    // unread input would reset the connection and could destroy the replies on their way.
+    let mut burst = Vec::new();
+    for i in 0..50 {
+        burst.extend_from_slice(format!("bob::{i} {}\n", "y".repeat(1000)).as_bytes());
+    }
+    burst.extend_from_slice(b"bob::exit\n");
+    burst.extend_from_slice(&vec![b'z'; 200_000]);
+    let mut writer = client.stream().try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let _ = writer.write_all(&burst); // may fail once the server has closed; that is fine
+    });
+    for i in 0..50 {
+        assert!(client.line().starts_with(&format!("{i} y")));
+    }
+    assert!(client.line().contains("再见"));
+    let mut rest = Vec::new();
+    let end = std::io::Read::read_to_end(&mut client.reader, &mut rest);
+    assert!(
+        end.is_ok(),
+        "the connection ended with {end:?}, not a clean close"
+    );
+    sender.join().unwrap();
+}
+
+#[test]
+fn shutdown_does_not_wait_for_lookups_nobody_is_waiting_for() {
+    let gate = GateRobot::default();
+    let server = TestServer::start(
+        Server::builder()
+            .robot(gate.clone())
+            .shutdown_timeout(Duration::from_secs(600)),
+    );
+    let gone = server.connect();
+    {
+        let mut gone = gone;
+        gone.send("bob::wait, then vanish\n");
+        gate.wait_for_waiting(1);
+        gone.reset();
+    }
+    let mut idle = server.connect();
+    server.handle.shutdown();
+    // The lookup of the vanished client is still stuck; only a live client's would be awaited,
+    // so the notice comes now, not after the 600 s timeout (the read would fail first).
+    let notice = idle.line();
+    assert!(notice.contains("shutting down"), "{notice}");
+    idle.expect_closed();
+    server.stop().expect("run returns Ok");
+    gate.open();
+}

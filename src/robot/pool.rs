@@ -104,7 +104,7 @@ impl WorkerPool {
     pub fn take_completions(&self) -> impl Iterator<Item = Completion> + '_ {
         // Clear the flag before draining: a completion sent after this point either is drained
         // below or finds the flag clear and wakes the loop again. No answer is ever stranded.
-        self.wake_pending.store(false, Ordering::SeqCst);
+        self.wake_pending.swap(false, Ordering::SeqCst);
         std::iter::from_fn(move || self.completions.try_recv().ok())
     }
 }
@@ -136,6 +136,9 @@ impl Worker {
             if !self.wake_pending.swap(true, Ordering::SeqCst) {
                 if let Err(e) = self.waker.wake() {
                     log::error!("worker could not wake the event loop: {e}");
+                    // Let the next completion try again rather than wait for a wake that
+                    // never comes.
+                    self.wake_pending.store(false, Ordering::SeqCst);
                 }
             }
         }

@@ -11,6 +11,11 @@ use crate::robot::{EmbeddedRobot, Robot};
 
 use super::Server;
 
+/// The most worker threads a server may start.
+pub const MAX_WORKERS: usize = 4096;
+/// The longest robot queue, in jobs.
+pub const MAX_QUEUE: usize = 1_000_000;
+
 /// The greeting sent to every new connection, as in the tutorial.
 pub const DEFAULT_GREETING: &str = "你好，欢迎来到机器人聊天器！";
 
@@ -158,10 +163,16 @@ impl ServerBuilder {
                 "a robot delay needs at least one worker".into(),
             ));
         }
-        if config.workers > 0 && config.queue == 0 {
-            return Err(BuildError::Config(
-                "the robot queue must hold at least one job".into(),
-            ));
+        if config.workers > MAX_WORKERS {
+            return Err(BuildError::Config(format!(
+                "at most {MAX_WORKERS} workers; a robot that needs more should not block"
+            )));
+        }
+        // The queue's slots are allocated up front.
+        if config.workers > 0 && !(1..=MAX_QUEUE).contains(&config.queue) {
+            return Err(BuildError::Config(format!(
+                "the robot queue must hold between 1 and {MAX_QUEUE} jobs"
+            )));
         }
         if config.max_connections == 0 || config.max_connections > super::MAX_CONNECTIONS_LIMIT {
             return Err(BuildError::Config(format!(

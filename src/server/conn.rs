@@ -5,7 +5,7 @@
 //! a robot lookup, or replies the client has not yet taken, and the memory is given back as soon
 //! as they are gone.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 use mio::net::TcpStream;
 
@@ -13,7 +13,8 @@ use crate::protocol::Framer;
 
 /// Unsent reply bytes past which the connection stops reading (and so stops producing replies)
 /// until the client takes some: a client that never reads cannot grow the server's memory.
-pub(super) const OUTPUT_LIMIT: usize = 64 * 1024;
+/// Replies are short, and the kernel's send buffer holds far more than this already.
+pub(super) const OUTPUT_LIMIT: usize = 16 * 1024;
 
 /// One client connection.
 pub(super) struct Conn {
@@ -36,6 +37,18 @@ pub(super) struct Conn {
     pub peer_closed: bool,
     /// Close once the output is written (after `exit`, or at shutdown); read nothing more.
     pub closing: bool,
+    /// Our side is shut down; input is discarded until the client closes too.
+    pub lingering: bool,
+}
+
+/// How far [`Conn::discard_input`] got.
+pub(super) enum Discarded {
+    /// The socket has nothing more for now.
+    UntilWouldBlock,
+    /// The client closed its side (or the socket failed): the connection can be closed.
+    UntilClosed,
+    /// The read budget ran out with input still coming.
+    Budget,
 }
 
 impl Conn {
@@ -51,6 +64,7 @@ impl Conn {
             burst_ended: false,
             peer_closed: false,
             closing: false,
+            lingering: false,
         }
     }
 
@@ -104,6 +118,22 @@ impl Conn {
             self.output.drain(..written);
         }
         Ok(())
+    }
+
+    /// Reads and drops input, at most `reads` times.
+    pub fn discard_input(&mut self, scratch: &mut [u8], reads: usize) -> io::Result<Discarded> {
+        for _ in 0..reads {
+            match self.socket.read(scratch) {
+                Ok(0) => return Ok(Discarded::UntilClosed),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(Discarded::UntilWouldBlock)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Discarded::Budget)
     }
 
     /// Keeps the unframed tail of `input` after `consumed` bytes were used, freeing the buffer

@@ -11,6 +11,7 @@
 mod builder;
 mod conn;
 
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +27,7 @@ use crate::robot::{call_robot, Job, RobotError, SubmitError, WorkerPool};
 
 use builder::Config;
 pub use builder::{BuildError, ServerBuilder, DEFAULT_GREETING};
-use conn::Conn;
+use conn::{Conn, Discarded};
 
 /// The largest `max_connections` accepted: slab keys must fit in the low half of a token.
 pub const MAX_CONNECTIONS_LIMIT: usize = 1 << 24;
@@ -54,6 +55,8 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(5);
 /// Time allowed to write shutdown notices once the shutdown timeout has run out.
 const NOTICE_GRACE: Duration = Duration::from_secs(1);
+/// How long a connection we are closing may take to close its side after our goodbye.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A chat-robot server, bound and ready to [`run`](Server::run).
 pub struct Server {
@@ -188,6 +191,7 @@ impl Server {
             accept_paused_until: None,
             last_accept_log: None,
             rerun: Vec::new(),
+            lingering: VecDeque::new(),
         };
         event_loop.run()
     }
@@ -219,6 +223,9 @@ struct EventLoop {
     last_accept_log: Option<Instant>,
     /// Tokens that used up their turn's budget with work left; served again next turn.
     rerun: Vec<Token>,
+    /// Connections waiting for the client to close after our goodbye, oldest first (all wait
+    /// equally long, so this is also deadline order).
+    lingering: VecDeque<(Token, Instant)>,
 }
 
 enum Phase {
@@ -234,23 +241,22 @@ impl EventLoop {
         let mut events = Events::with_capacity(1024);
         let mut phase = Phase::Running;
         loop {
-            if let Phase::Running = phase {
-                if self.stop.load(Ordering::SeqCst) {
-                    phase = self.begin_shutdown();
+            // One step can lead to the next at once (no lookups to wait for, no connections
+            // left to close), so each is checked in turn before sleeping in poll.
+            if matches!(phase, Phase::Running) && self.stop.load(Ordering::SeqCst) {
+                phase = self.begin_shutdown();
+            }
+            if let Phase::Draining(deadline) = phase {
+                if self.ctx.lookups_in_flight == 0 || Instant::now() >= deadline {
+                    phase = self.send_shutdown_notices(deadline);
                 }
             }
-            phase = match phase {
-                Phase::Draining(deadline)
-                    if self.ctx.lookups_in_flight == 0 || Instant::now() >= deadline =>
-                {
-                    self.send_shutdown_notices(deadline)
-                }
-                Phase::Closing(deadline) if self.conns.is_empty() || Instant::now() >= deadline => {
+            if let Phase::Closing(deadline) = phase {
+                if self.conns.is_empty() || Instant::now() >= deadline {
                     self.close_all();
                     return Ok(());
                 }
-                other => other,
-            };
+            }
 
             let timeout = self.poll_timeout(&phase);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -287,6 +293,7 @@ impl EventLoop {
                 self.accept_paused_until = None;
                 self.accept();
             }
+            self.expire_lingering();
         }
     }
 
@@ -294,10 +301,18 @@ impl EventLoop {
         if !self.rerun.is_empty() {
             return Some(Duration::ZERO);
         }
-        let deadline = match *phase {
-            Phase::Running => self.accept_paused_until,
+        let phase_deadline = match *phase {
+            Phase::Running => None,
             Phase::Draining(t) | Phase::Closing(t) => Some(t),
-        }?;
+        };
+        let deadline = [
+            phase_deadline,
+            self.accept_paused_until,
+            self.lingering.front().map(|&(_, t)| t),
+        ]
+        .into_iter()
+        .flatten()
+        .min()?;
         Some(deadline.saturating_duration_since(Instant::now()))
     }
 
@@ -305,7 +320,7 @@ impl EventLoop {
         let (key, generation) = split_token(token);
         self.conns
             .get_mut(key)
-            .filter(|conn| conn.generation == generation)
+            .filter(|conn| same_generation(conn, generation))
     }
 
     // ----- accepting -----
@@ -364,7 +379,7 @@ impl EventLoop {
         }
         let entry = self.conns.vacant_entry();
         let generation = self.next_generation;
-        self.next_generation = self.next_generation.wrapping_add(1) & GENERATION_MASK;
+        self.next_generation = self.next_generation.wrapping_add(1);
         let token = make_token(entry.key(), generation);
         if let Err(e) = self.poll.registry().register(
             &mut socket,
@@ -395,11 +410,19 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.generation != generation {
+        if !same_generation(conn, generation) {
             return; // an event for an earlier connection in this slot
         }
+        if conn.lingering {
+            match conn.discard_input(&mut self.scratch, READS_PER_TURN) {
+                Ok(Discarded::UntilWouldBlock) => {}
+                Ok(Discarded::Budget) => self.rerun.push(token),
+                Ok(Discarded::UntilClosed) | Err(_) => self.close(token),
+            }
+            return;
+        }
         match serve_conn(&mut self.ctx, conn, token, &mut self.scratch) {
-            Ok(Progress::Done) if conn.finished() => self.close(token),
+            Ok(Progress::Done) if conn.finished() => self.finish(token),
             Ok(Progress::Done) => {}
             Ok(Progress::MoreToRead) => self.rerun.push(token),
             Err(e) => {
@@ -411,6 +434,37 @@ impl EventLoop {
         }
     }
 
+    /// Ends a connection that has nothing left to do.
+    ///
+    /// If it was our decision (`exit`, shutdown) the client may still be sending, and closing a
+    /// socket with unread input makes the kernel send a reset, which can destroy replies not yet
+    /// delivered. So we send FIN instead and discard input until the client closes too, for at
+    /// most [`LINGER_TIMEOUT`], as nginx's lingering close does.
+    fn finish(&mut self, token: Token) {
+        let Some(conn) = self.conn_mut(token) else {
+            return;
+        };
+        if conn.peer_closed || conn.socket.shutdown(std::net::Shutdown::Write).is_err() {
+            self.close(token);
+            return;
+        }
+        conn.lingering = true;
+        self.lingering
+            .push_back((token, Instant::now() + LINGER_TIMEOUT));
+        self.serve(token); // discard what has already arrived
+    }
+
+    fn expire_lingering(&mut self) {
+        let now = Instant::now();
+        while let Some(&(token, deadline)) = self.lingering.front() {
+            if deadline > now {
+                break;
+            }
+            self.lingering.pop_front();
+            self.close(token); // a no-op if the client closed in time
+        }
+    }
+
     fn take_completions(&mut self) {
         let Some(pool) = &self.ctx.pool else {
             return;
@@ -418,17 +472,22 @@ impl EventLoop {
         let completions: Vec<_> = pool.take_completions().collect();
         let mut answered = Vec::with_capacity(completions.len());
         for completion in completions {
+            let (key, generation) = split_ticket(completion.ticket);
+            let Some(conn) = self
+                .conns
+                .get_mut(key)
+                .filter(|conn| conn.generation == generation && conn.lookup_in_flight)
+            else {
+                // The connection closed while its lookup was in flight: the answer has nobody
+                // to go to, and must not go to whoever holds the slot now.
+                continue;
+            };
+            conn.lookup_in_flight = false;
             self.ctx.lookups_in_flight -= 1;
-            let token = Token(completion.ticket as usize);
-            if let Some(conn) = self.conn_mut(token) {
-                conn.lookup_in_flight = false;
-                if !conn.closing {
-                    push_answer(conn, completion.result);
-                }
-                answered.push(token);
+            if !conn.closing {
+                push_answer(conn, completion.result);
             }
-            // Otherwise the connection closed while its lookup was in flight: the answer has
-            // nobody to go to, and must not go to whoever holds the slot now.
+            answered.push(make_token(key, generation));
         }
         for token in answered {
             self.serve(token);
@@ -437,17 +496,21 @@ impl EventLoop {
 
     fn close(&mut self, token: Token) {
         let (key, generation) = split_token(token);
-        if self
+        if !self
             .conns
             .get(key)
-            .is_some_and(|conn| conn.generation == generation)
+            .is_some_and(|conn| same_generation(conn, generation))
         {
-            // Dropping the socket closes it, which also removes it from the poll.
-            self.conns.remove(key);
-            // A file descriptor is free again: if accepting was paused for lack of them, retry.
-            if self.accept_paused_until.is_some() {
-                self.accept_paused_until = Some(Instant::now());
-            }
+            return;
+        }
+        // Dropping the socket closes it, which also removes it from the poll.
+        let conn = self.conns.remove(key);
+        if conn.lookup_in_flight {
+            self.ctx.lookups_in_flight -= 1; // its answer will be dropped when it comes
+        }
+        // A file descriptor is free again: if accepting was paused for lack of them, retry.
+        if self.accept_paused_until.is_some() {
+            self.accept_paused_until = Some(Instant::now());
         }
     }
 
@@ -462,25 +525,30 @@ impl EventLoop {
         self.listener = None; // stop accepting; the port is released
         self.accept_paused_until = None;
         self.ctx.draining = true;
-        Phase::Draining(Instant::now() + self.ctx.config.shutdown_timeout)
+        Phase::Draining(deadline_after(self.ctx.config.shutdown_timeout))
     }
 
     fn send_shutdown_notices(&mut self, deadline: Instant) -> Phase {
         let mut notice = Vec::new();
         encode_line(&mut notice, &self.ctx.config.shutdown_notice);
-        let tokens: Vec<Token> = self
-            .conns
-            .iter()
-            .map(|(key, conn)| make_token(key, conn.generation))
-            .collect();
-        for token in tokens {
-            if let Some(conn) = self.conn_mut(token) {
-                conn.closing = true;
-                conn.lookup_in_flight = false; // past the deadline its answer is not awaited
-                let sent = conn.send(&notice);
-                if sent.is_err() || conn.finished() {
-                    self.close(token);
-                }
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let token = make_token(key, conn.generation);
+            if conn.closing {
+                continue; // said goodbye already (`exit`)
+            }
+            conn.closing = true;
+            if std::mem::take(&mut conn.lookup_in_flight) {
+                // Past the deadline its answer is no longer awaited.
+                self.ctx.lookups_in_flight -= 1;
+            }
+            match conn.send(&notice) {
+                Err(_) => self.close(token),
+                Ok(()) if conn.finished() => self.finish(token),
+                Ok(()) => {}
             }
         }
         Phase::Closing(deadline.max(Instant::now() + NOTICE_GRACE))
@@ -517,7 +585,8 @@ fn serve_conn(
         if conn.output_full() {
             conn.flush()?;
             if conn.output_full() {
-                break; // the client is not reading; WRITABLE will bring us back
+                // The client is not reading; WRITABLE will bring us back.
+                return Ok(Progress::Done);
             }
             continue;
         }
@@ -602,8 +671,9 @@ fn answer(ctx: &mut Ctx, conn: &mut Conn, token: Token, frame: Frame<'_>) {
         Frame::Message { user, text } => match &ctx.pool {
             None => push_answer(conn, call_robot(&*ctx.config.robot, user, text)),
             Some(pool) => {
+                let (key, _) = split_token(token);
                 let job = Job {
-                    ticket: token.0 as u64,
+                    ticket: make_ticket(key, conn.generation),
                     user: user.to_owned(),
                     text: text.to_owned(),
                 };
@@ -639,15 +709,39 @@ fn push_answer(conn: &mut Conn, result: Result<String, RobotError>) {
     }
 }
 
+/// `now + timeout`, or a day from now for timeouts too large to add.
+fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400))
+}
+
 fn make_token(key: usize, generation: u32) -> Token {
     debug_assert!(key < MAX_CONNECTIONS_LIMIT);
-    Token((generation as usize) << KEY_BITS | key)
+    Token(((generation & GENERATION_MASK) as usize) << KEY_BITS | key)
 }
 
 fn split_token(token: Token) -> (usize, u32) {
     (
         token.0 & ((1 << KEY_BITS) - 1),
         (token.0 >> KEY_BITS) as u32,
+    )
+}
+
+/// Whether a generation taken from a token names the connection of this generation.
+fn same_generation(conn: &Conn, token_generation: u32) -> bool {
+    conn.generation & GENERATION_MASK == token_generation
+}
+
+/// A robot job's ticket: the key and the whole generation, which a token may not have room for.
+fn make_ticket(key: usize, generation: u32) -> u64 {
+    u64::from(generation) << 32 | key as u64
+}
+
+fn split_ticket(ticket: u64) -> (usize, u32) {
+    (
+        (ticket & u64::from(u32::MAX)) as usize,
+        (ticket >> 32) as u32,
     )
 }
 

@@ -122,7 +122,8 @@ impl Client {
         self.line()
     }
 
-    /// Waits for the server to close the connection, failing if it sends anything else.
+    /// Waits for the server to close the connection, failing if it sends anything else or
+    /// resets the connection. Then closes this side too, as a client does on end of stream.
     pub fn expect_closed(&mut self) {
         let mut rest = Vec::new();
         match self.reader.read_to_end(&mut rest) {
@@ -131,9 +132,9 @@ impl Client {
                 "unexpected bytes: {:?}",
                 String::from_utf8_lossy(&rest)
             ),
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-            Err(e) => panic!("waiting for close: {e}"),
+            Err(e) => panic!("waiting for the server to close: {e}"),
         }
+        let _ = self.stream().shutdown(Shutdown::Both);
     }
 
     /// Whether a line (or anything) is ready to read right now, without waiting.
