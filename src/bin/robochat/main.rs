@@ -1,6 +1,7 @@
-//! The `robochat` command line: `serve` runs the server, `chat` talks to one.
+//! The `robochat` command line: `serve` runs the server, `chat` talks to one, `bench` loads one.
 
 mod args;
+mod bench;
 mod chat;
 mod serve;
 
@@ -14,6 +15,7 @@ Usage: robochat <COMMAND> [OPTIONS]
 Commands:
   serve   Run the server (default address 127.0.0.1:9999)
   chat    Chat with a server from this terminal (or from piped input)
+  bench   Load-test a server: messages per second, latency percentiles, memory per connection
 
 Run `robochat <COMMAND> --help` for a command's options.
 
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
     let outcome = match command.as_str() {
         "serve" => serve::main(parser),
         "chat" => chat::main(parser),
+        "bench" => bench::main(parser),
         "help" => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -1,0 +1,236 @@
+//! One client connection: a non-blocking socket, the framing of what it receives, the bytes it
+//! has not managed to send yet, and the due times of its messages still waiting for a reply.
+//!
+//! It knows nothing of phases or statistics: it turns socket readiness into [`Incoming`]
+//! events, and the worker decides what they mean.
+
+use std::collections::VecDeque;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use super::options::Framing;
+
+/// Longest reply line kept while waiting for its end; a server sending more is misbehaving, and
+/// the connection is dropped rather than growing without bound.
+pub const MAX_REPLY_LINE: usize = 64 * 1024;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Stage {
+    /// Connecting, or connected and waiting for the greeting.
+    Connecting,
+    /// Greeted: messages may be sent.
+    Open,
+    /// Gone (its socket is closed).
+    Closed,
+}
+
+/// What a read produced, in order.
+#[derive(Debug)]
+pub enum Incoming {
+    /// The greeting arrived: the connection is open.
+    Greeting,
+    /// The greeting was an `ERR ` line (such as "the server is full"); the connection is closed.
+    Refused,
+    /// The reply to the oldest outstanding message, which was due at `due`.
+    Reply { due: Instant, err: bool },
+    /// A reply with no message outstanding.
+    Unexpected,
+    /// The connection ended, before its greeting if `connecting`, with `lost` messages
+    /// outstanding.
+    Ended {
+        why: End,
+        connecting: bool,
+        lost: usize,
+    },
+}
+
+#[derive(Debug)]
+pub enum End {
+    /// The server closed it.
+    Eof,
+    /// A socket error (refused, reset, ...).
+    Error(io::Error),
+    /// A reply line longer than [`MAX_REPLY_LINE`].
+    Overlong,
+}
+
+pub struct Conn {
+    stream: Option<TcpStream>,
+    pub stage: Stage,
+    /// When the connect started: connect time runs from here to the greeting.
+    pub started: Instant,
+    /// The start of a reply line whose end has not arrived yet (line framing only).
+    partial: Vec<u8>,
+    /// Bytes to send; `output[written..]` has not been accepted by the socket yet.
+    output: Vec<u8>,
+    written: usize,
+    /// Due (closed loop: send) times of the messages waiting for a reply, oldest first; the
+    /// server answers in order, so each reply belongs to the front one.
+    outstanding: VecDeque<Instant>,
+}
+
+impl Conn {
+    /// Starts a non-blocking connect and registers the socket under `token`.
+    pub fn connect(addr: SocketAddr, registry: &Registry, token: Token) -> io::Result<Conn> {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect(addr)?;
+        // Writable too: a short write resumes on the edge when the socket drains.
+        registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+        Ok(Conn {
+            stream: Some(stream),
+            stage: Stage::Connecting,
+            started,
+            partial: Vec::new(),
+            output: Vec::new(),
+            written: 0,
+            outstanding: VecDeque::new(),
+        })
+    }
+
+    /// Whether part of a line has arrived without its newline (a greeting that never ends is
+    /// what the tutorial's server sends to a line-framed client).
+    pub fn has_partial_line(&self) -> bool {
+        !self.partial.is_empty()
+    }
+
+    /// Due time of the oldest message still waiting for its reply.
+    pub fn oldest_due(&self) -> Option<Instant> {
+        self.outstanding.front().copied()
+    }
+
+    /// Queues one message due at `due` and sends what the socket takes. An error closes the
+    /// connection and is reported like a read's end.
+    pub fn send(&mut self, message: &[u8], due: Instant, out: &mut VecDeque<Incoming>) {
+        if self.stage != Stage::Open {
+            return;
+        }
+        self.outstanding.push_back(due);
+        self.output.extend_from_slice(message);
+        self.flush(out);
+    }
+
+    /// Writes queued bytes until done or the socket is full (the rest waits for WRITABLE).
+    pub fn flush(&mut self, out: &mut VecDeque<Incoming>) {
+        while self.written < self.output.len() {
+            let Some(stream) = self.stream.as_mut() else {
+                return;
+            };
+            match stream.write(&self.output[self.written..]) {
+                Ok(0) => return self.end(End::Error(ErrorKind::WriteZero.into()), out),
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // Not connected yet: the bytes wait for the connect to finish.
+                Err(e) if e.kind() == ErrorKind::NotConnected => return,
+                Err(e) => return self.end(End::Error(e), out),
+            }
+        }
+        self.output.clear();
+        self.written = 0;
+    }
+
+    /// Reads everything available (edge-triggered readiness) and reports what it meant.
+    pub fn receive(&mut self, framing: Framing, scratch: &mut [u8], out: &mut VecDeque<Incoming>) {
+        while self.stage != Stage::Closed {
+            let Some(stream) = self.stream.as_mut() else {
+                return;
+            };
+            let n = match stream.read(scratch) {
+                Ok(0) => return self.end(End::Eof, out),
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return self.end(End::Error(e), out),
+            };
+            let data = &scratch[..n];
+            match framing {
+                // The tutorial's server sends each greeting or reply with one send(): one read.
+                Framing::Legacy => self.complete(data.starts_with(b"ERR "), out),
+                Framing::Line => self.frame_lines(data, out),
+            }
+        }
+    }
+
+    /// Reports a socket error found outside a read (an error event during connect).
+    pub fn fail(&mut self, error: io::Error, out: &mut VecDeque<Incoming>) {
+        self.end(End::Error(error), out);
+    }
+
+    /// The pending socket error, if the event loop flagged one.
+    pub fn take_error(&self) -> Option<io::Error> {
+        self.stream
+            .as_ref()
+            .and_then(|s| s.take_error().ok().flatten())
+    }
+
+    /// Closes the connection from our side; returns how many messages were still outstanding.
+    pub fn close(&mut self) -> usize {
+        self.stream = None;
+        self.stage = Stage::Closed;
+        self.output = Vec::new();
+        self.partial = Vec::new();
+        std::mem::take(&mut self.outstanding).len()
+    }
+
+    fn frame_lines(&mut self, mut data: &[u8], out: &mut VecDeque<Incoming>) {
+        while let Some(pos) = data.iter().position(|&b| b == b'\n') {
+            if self.partial.len() + pos > MAX_REPLY_LINE {
+                return self.end(End::Overlong, out);
+            }
+            // Only the start of a line matters (is it an ERR?), but it may have come in pieces.
+            let err = if self.partial.is_empty() {
+                data[..pos].starts_with(b"ERR ")
+            } else {
+                self.partial.extend_from_slice(&data[..pos]);
+                let err = self.partial.starts_with(b"ERR ");
+                self.partial.clear();
+                err
+            };
+            self.complete(err, out);
+            if self.stage == Stage::Closed {
+                return;
+            }
+            data = &data[pos + 1..];
+        }
+        if self.partial.len() + data.len() > MAX_REPLY_LINE {
+            return self.end(End::Overlong, out);
+        }
+        self.partial.extend_from_slice(data);
+    }
+
+    /// One whole greeting or reply arrived.
+    fn complete(&mut self, err: bool, out: &mut VecDeque<Incoming>) {
+        match self.stage {
+            Stage::Connecting if err => {
+                self.close();
+                out.push_back(Incoming::Refused);
+            }
+            Stage::Connecting => {
+                self.stage = Stage::Open;
+                out.push_back(Incoming::Greeting);
+            }
+            Stage::Open => match self.outstanding.pop_front() {
+                Some(due) => out.push_back(Incoming::Reply { due, err }),
+                None => out.push_back(Incoming::Unexpected),
+            },
+            Stage::Closed => {}
+        }
+    }
+
+    fn end(&mut self, why: End, out: &mut VecDeque<Incoming>) {
+        if self.stage == Stage::Closed {
+            return;
+        }
+        let connecting = self.stage == Stage::Connecting;
+        let lost = self.close();
+        out.push_back(Incoming::Ended {
+            why,
+            connecting,
+            lost,
+        });
+    }
+}

@@ -1,0 +1,257 @@
+//! `robochat bench` flags: parsing, checking, and the `--help` text.
+
+use std::io::Write;
+
+use robochat::protocol::MAX_USERNAME;
+
+use crate::args::{value, Failure};
+
+pub const HELP: &str = "\
+Load-test a robochat server (or the tutorial's server) and report throughput and latency.
+
+Usage: robochat bench [OPTIONS]
+
+It opens --idle connections and holds them, then --connections active ones, each of which sends
+USER::MESSAGE over and over for --warmup + --duration seconds, and prints messages per second,
+latency percentiles, errors and connect times. It only ever connects to --connect.
+
+Options:
+  --connect ADDR             Server address [default: 127.0.0.1:9999]
+  --connections N            Active connections, sending messages [default: 50]
+  --idle N                   Extra connections opened first and held idle for the whole run
+                             [default: 0]
+  --idle-message             After the idle connections are open, each sends one message and
+                             waits for its reply, then goes idle again (a connection that has
+                             chatted may cost the server more than a fresh one)
+  --duration SECS            Measured time, fractions allowed [default: 10]
+  --warmup SECS              Time before measuring; messages sent in it are not counted
+                             [default: 1]
+  --rate R                   Open loop: R messages per second in total, spread evenly over the
+                             connections and threads [default: closed loop]
+  --message TEXT             Text of each message [default: hello]
+  --user NAME                Username sent before each message [default: bench]
+  --framing MODE             `line`: messages and replies are lines (robochat); `legacy`: the
+                             tutorial's framing (see below) [default: line]
+  --threads N                Client threads, each with its own event loop; connections are
+                             spread over them [default: 2, or 1 for a single connection]
+  --connect-concurrency N    Connections being opened at once (from connect until greeting),
+                             and idle-round messages in flight at once, so the server's listen
+                             backlog is not overrun [default: 256]. One address takes about
+                             28000 connections from one client address (the ephemeral ports).
+  --server-pid PID           Read the server's resident memory (VmRSS, Linux) before, after the
+                             idle connections open, after the idle-message round, and at the end
+  --json                     Print one JSON object instead of the table, and no progress
+  -h, --help                 Print this help
+
+Closed loop (the default): each active connection sends its next message as soon as the reply to
+the previous one arrives; latency is reply arrival minus send. This measures the most the server
+can do, but a server that stalls also stops the senders, so the stall shows as fewer messages,
+not as latency.
+
+Open loop (--rate R): messages are sent on a fixed schedule whether or not replies have come
+back (several may be outstanding on a connection; the server answers them in order). Latency is
+measured from the time each message was due, not when it was actually written, so a stall shows
+up in the percentiles (no coordinated omission, as in wrk2). R should be below what the closed
+loop reached.
+
+Legacy framing (--framing legacy) speaks to the tutorial's server, which reads one recv() as one
+message and sends its greeting and replies without a newline: each message is sent as USER::TEXT
+with no newline, and whatever one read returns is taken as the whole reply. So each connection
+keeps exactly one message outstanding, and --rate cannot be used with it. It works against
+`robochat serve --framing legacy` (or auto) too.
+
+Counting: a message counts in `messages` and the latency percentiles when it was sent (open loop:
+due) after the warmup and answered with a reply that does not start with `ERR `. An `ERR ` reply
+still lets the next message go (closed loop) but counts in errors. After --duration no message
+is sent, and replies still outstanding get 2 more seconds; those that never come are timeouts.
+Errors are ERR replies, timeouts, messages lost on connections the server closed, those closed
+connections themselves, and unexpected or over-long (64 KiB) replies; connect failures
+(refused, reset, no greeting within 10 s, an ERR greeting such as `server is full`) are counted
+apart. None of them stops the run. `sent` counts every message sent, warmup and the idle round
+included.
+
+Memory per idle connection: start the server, then
+  robochat bench --idle 10000 --connections 10 --server-pid $(pgrep -f 'robochat serve')
+and read `server memory` (or server_rss_bytes_per_idle in --json): the growth of the server's
+resident memory from before any connection to after the idle ones are open, divided by --idle.
+Add --idle-message to also see it after each idle connection has sent one message.
+
+Exit status: 0 when the run completed (whatever the errors), 1 when no connection at all could be
+opened (the report is still printed) or the bench itself failed, 2 for a bad command line.
+At start the bench raises its open-file limit to the hard limit; --connections + --idle must fit
+under it.";
+
+/// How replies are delimited.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Framing {
+    /// Every greeting, message and reply is a line ended by `\n`.
+    Line,
+    /// The tutorial's: no newline sent, one read is one reply.
+    Legacy,
+}
+
+impl Framing {
+    pub fn name(self) -> &'static str {
+        match self {
+            Framing::Line => "line",
+            Framing::Legacy => "legacy",
+        }
+    }
+}
+
+impl std::str::FromStr for Framing {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "line" => Ok(Framing::Line),
+            "legacy" => Ok(Framing::Legacy),
+            _ => Err("expected line or legacy".into()),
+        }
+    }
+}
+
+pub struct Options {
+    pub connect: String,
+    pub connections: usize,
+    pub idle: usize,
+    pub idle_message: bool,
+    pub duration: f64,
+    pub warmup: f64,
+    pub rate: Option<f64>,
+    pub message: String,
+    pub user: String,
+    pub framing: Framing,
+    pub threads: usize,
+    pub connect_concurrency: usize,
+    pub server_pid: Option<u32>,
+    pub json: bool,
+}
+
+impl Options {
+    /// The bytes of one message on the wire.
+    pub fn wire_message(&self) -> Vec<u8> {
+        let newline = if self.framing == Framing::Line {
+            "\n"
+        } else {
+            ""
+        };
+        format!("{}::{}{newline}", self.user, self.message).into_bytes()
+    }
+}
+
+/// Longest run a flag may ask for, so a typo cannot start a run of years.
+const MAX_SECONDS: f64 = 86_400.0;
+
+/// Parses the flags; `None` when `--help` was printed.
+pub fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
+    use lexopt::Arg::{Long, Short};
+    let mut o = Options {
+        connect: "127.0.0.1:9999".into(),
+        connections: 50,
+        idle: 0,
+        idle_message: false,
+        duration: 10.0,
+        warmup: 1.0,
+        rate: None,
+        message: "hello".into(),
+        user: "bench".into(),
+        framing: Framing::Line,
+        threads: 0, // 0: chosen from --connections below
+        connect_concurrency: 256,
+        server_pid: None,
+        json: false,
+    };
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("connect") => o.connect = value(&mut parser, "connect")?,
+            Long("connections") => o.connections = value(&mut parser, "connections")?,
+            Long("idle") => o.idle = value(&mut parser, "idle")?,
+            Long("idle-message") => o.idle_message = true,
+            Long("duration") => o.duration = value(&mut parser, "duration")?,
+            Long("warmup") => o.warmup = value(&mut parser, "warmup")?,
+            Long("rate") => o.rate = Some(value(&mut parser, "rate")?),
+            Long("message") => o.message = value(&mut parser, "message")?,
+            Long("user") => o.user = value(&mut parser, "user")?,
+            Long("framing") => o.framing = value(&mut parser, "framing")?,
+            Long("threads") => o.threads = value(&mut parser, "threads")?,
+            Long("connect-concurrency") => {
+                o.connect_concurrency = value(&mut parser, "connect-concurrency")?
+            }
+            Long("server-pid") => o.server_pid = Some(value(&mut parser, "server-pid")?),
+            Long("json") => o.json = true,
+            Short('h') | Long("help") => {
+                // Not println!, which panics when stdout is closed (`robochat bench -h | head`).
+                let _ = writeln!(std::io::stdout(), "{HELP}");
+                return Ok(None);
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    check(&mut o).map_err(Failure::Usage)?;
+    Ok(Some(o))
+}
+
+fn check(o: &mut Options) -> Result<(), String> {
+    if !(o.duration > 0.0 && o.duration <= MAX_SECONDS) {
+        return Err(format!(
+            "--duration must be above 0 and at most {MAX_SECONDS} seconds"
+        ));
+    }
+    if !(o.warmup >= 0.0 && o.warmup <= MAX_SECONDS) {
+        return Err(format!(
+            "--warmup must be between 0 and {MAX_SECONDS} seconds"
+        ));
+    }
+    if let Some(rate) = o.rate {
+        if !(rate > 0.0 && rate.is_finite()) {
+            return Err("--rate must be a positive number of messages per second".into());
+        }
+        if o.framing == Framing::Legacy {
+            return Err(
+                "--rate cannot be used with --framing legacy: the tutorial's framing \
+                        allows one message in flight per connection, so only the closed loop \
+                        works"
+                    .into(),
+            );
+        }
+    }
+    if o.connect_concurrency == 0 {
+        return Err("--connect-concurrency must be at least 1".into());
+    }
+    if o.idle_message && o.idle == 0 {
+        return Err("--idle-message needs --idle N".into());
+    }
+    check_user(&o.user)?;
+    check_message(&o.message)?;
+    // At most one thread per connection; none when there is nothing to send.
+    if o.threads == 0 {
+        o.threads = 2;
+    }
+    o.threads = o.threads.min(o.connections);
+    Ok(())
+}
+
+fn check_user(user: &str) -> Result<(), String> {
+    if user.is_empty() || user.len() > MAX_USERNAME {
+        return Err(format!("--user must be 1 to {MAX_USERNAME} bytes long"));
+    }
+    if user.contains("::") || user.contains(['\n', '\r']) {
+        return Err("--user must not contain '::' or line breaks".into());
+    }
+    Ok(())
+}
+
+fn check_message(message: &str) -> Result<(), String> {
+    // The server answers neither of these with one reply: an empty text gets none, `exit` gets
+    // a goodbye and a closed connection.
+    if message.trim().is_empty() {
+        return Err("--message must not be empty (the server does not answer empty texts)".into());
+    }
+    if message.trim() == "exit" {
+        return Err("--message must not be `exit` (the server closes the connection)".into());
+    }
+    if message.contains(['\n', '\r']) {
+        return Err("--message must not contain line breaks".into());
+    }
+    Ok(())
+}
