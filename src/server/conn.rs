@@ -39,6 +39,9 @@ pub(super) struct Conn {
     pub closing: bool,
     /// Our side is shut down; input is discarded until the client closes too.
     pub lingering: bool,
+    /// The poll reported that the client closed its side (or an error): read to the end
+    /// rather than stopping at a short read.
+    pub hangup_seen: bool,
 }
 
 /// How far [`Conn::discard_input`] got.
@@ -65,6 +68,7 @@ impl Conn {
             peer_closed: false,
             closing: false,
             lingering: false,
+            hangup_seen: false,
         }
     }
 

@@ -273,6 +273,7 @@ impl EventLoop {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             if let Some(conn) = self.conn_mut(token) {
                                 conn.unread_input = true;
+                                conn.hangup_seen |= event.is_read_closed() || event.is_error();
                             }
                         }
                         self.serve(token);
@@ -603,7 +604,17 @@ fn serve_conn(
                 conn.unread_input = false;
                 conn.peer_closed = true;
             }
-            Ok(n) => take_bytes(ctx, conn, token, &scratch[..n]),
+            Ok(n) => {
+                take_bytes(ctx, conn, token, &scratch[..n]);
+                // A read that did not fill the buffer emptied the socket, and bytes arriving
+                // later raise a new event (as tokio also relies on with epoll and kqueue): no
+                // need for the read that would say WouldBlock. Except after a hang-up, whose
+                // event may have come with these bytes: then read on to the end of the stream.
+                if n < scratch.len() && !conn.hangup_seen {
+                    conn.unread_input = false;
+                    conn.burst_ended = true;
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 conn.unread_input = false;
                 conn.burst_ended = true;

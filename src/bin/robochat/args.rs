@@ -28,3 +28,10 @@ where
     text.parse()
         .map_err(|e| Failure::Usage(format!("invalid value '{text}' for --{name}: {e}")))
 }
+
+/// Prints `text` and a newline on stdout, ignoring a closed stdout (`robochat --help | head`),
+/// where `println!` would panic.
+pub fn print_text(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{text}");
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 use robochat::clock::LocalTime;
 use robochat::protocol::MAX_USERNAME;
 
-use crate::args::{value, Failure};
+use crate::args::{print_text, value, Failure};
 
 const HELP: &str = "\
 Chat with a robochat server.
@@ -41,7 +41,7 @@ pub fn main(mut parser: lexopt::Parser) -> Result<(), Failure> {
             Long("connect") => connect = value(&mut parser, "connect")?,
             Long("user") => user = Some(value::<String>(&mut parser, "user")?),
             Short('h') | Long("help") => {
-                println!("{HELP}");
+                print_text(HELP);
                 return Ok(());
             }
             other => return Err(other.unexpected().into()),

@@ -29,11 +29,11 @@ fn main() -> ExitCode {
     let command = match parser.next() {
         Ok(Some(lexopt::Arg::Value(command))) => command.to_string_lossy().into_owned(),
         Ok(Some(lexopt::Arg::Short('h') | lexopt::Arg::Long("help"))) | Ok(None) => {
-            print!("{USAGE}");
+            args::print_text(USAGE.trim_end());
             return ExitCode::SUCCESS;
         }
         Ok(Some(lexopt::Arg::Short('V') | lexopt::Arg::Long("version"))) => {
-            println!("robochat {}", env!("CARGO_PKG_VERSION"));
+            args::print_text(concat!("robochat ", env!("CARGO_PKG_VERSION")));
             return ExitCode::SUCCESS;
         }
         Ok(Some(other)) => return usage_error(&other.unexpected().to_string()),
@@ -44,7 +44,7 @@ fn main() -> ExitCode {
         "chat" => chat::main(parser),
         "bench" => bench::main(parser),
         "help" => {
-            print!("{USAGE}");
+            args::print_text(USAGE.trim_end());
             return ExitCode::SUCCESS;
         }
         other => return usage_error(&format!("unknown command '{other}'")),

@@ -8,7 +8,7 @@ use robochat::limits::raise_open_file_limit;
 use robochat::signals::TerminationSignals;
 use robochat::{EchoRobot, EmbeddedRobot, Framing, Robot, Server};
 
-use crate::args::{value, Failure};
+use crate::args::{print_text, value, Failure};
 
 const HELP: &str = "\
 Run the chat-robot server.
@@ -100,7 +100,7 @@ fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
                 }
             }
             Short('h') | Long("help") => {
-                println!("{HELP}");
+                print_text(HELP);
                 return Ok(None);
             }
             other => return Err(other.unexpected().into()),

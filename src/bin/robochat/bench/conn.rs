@@ -134,7 +134,18 @@ impl Conn {
     }
 
     /// Reads everything available (edge-triggered readiness) and reports what it meant.
-    pub fn receive(&mut self, framing: Framing, scratch: &mut [u8], out: &mut VecDeque<Incoming>) {
+    ///
+    /// A read that does not fill `scratch` has emptied the socket, and any later bytes raise a
+    /// new readiness event, so it ends the loop without the read that would say `WouldBlock`
+    /// (one system call saved per reply). A hang-up is the exception: its event may have come
+    /// with the last bytes, so with `drain` the loop reads on to the end of the stream.
+    pub fn receive(
+        &mut self,
+        framing: Framing,
+        scratch: &mut [u8],
+        drain: bool,
+        out: &mut VecDeque<Incoming>,
+    ) {
         while self.stage != Stage::Closed {
             let Some(stream) = self.stream.as_mut() else {
                 return;
@@ -151,6 +162,9 @@ impl Conn {
                 // The tutorial's server sends each greeting or reply with one send(): one read.
                 Framing::Legacy => self.complete(data.starts_with(b"ERR "), out),
                 Framing::Line => self.frame_lines(data, out),
+            }
+            if n < scratch.len() && !drain {
+                return;
             }
         }
     }

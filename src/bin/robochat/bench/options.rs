@@ -1,10 +1,8 @@
 //! `robochat bench` flags: parsing, checking, and the `--help` text.
 
-use std::io::Write;
-
 use robochat::protocol::MAX_USERNAME;
 
-use crate::args::{value, Failure};
+use crate::args::{print_text, value, Failure};
 
 pub const HELP: &str = "\
 Load-test a robochat server (or the tutorial's server) and report throughput and latency.
@@ -180,8 +178,7 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
             Long("server-pid") => o.server_pid = Some(value(&mut parser, "server-pid")?),
             Long("json") => o.json = true,
             Short('h') | Long("help") => {
-                // Not println!, which panics when stdout is closed (`robochat bench -h | head`).
-                let _ = writeln!(std::io::stdout(), "{HELP}");
+                print_text(HELP);
                 return Ok(None);
             }
             other => return Err(other.unexpected().into()),

@@ -57,6 +57,8 @@ enum Mode {
 struct Ready {
     index: usize,
     readable: bool,
+    /// The peer closed its side: read to the end, not just until a short read.
+    hangup: bool,
     writable: bool,
     error: bool,
 }
@@ -309,6 +311,7 @@ impl Worker {
         self.ready.extend(self.events.iter().map(|e| Ready {
             index: e.token().0,
             readable: e.is_readable() || e.is_read_closed(),
+            hangup: e.is_read_closed(),
             writable: e.is_writable(),
             error: e.is_error(),
         }));
@@ -336,7 +339,8 @@ impl Worker {
             }
         }
         if r.readable || r.error {
-            conn.receive(self.framing, &mut self.scratch, &mut self.incoming);
+            let drain = r.hangup || r.error;
+            conn.receive(self.framing, &mut self.scratch, drain, &mut self.incoming);
         }
         if r.writable {
             conn.flush(&mut self.incoming);
