@@ -43,13 +43,15 @@
 //! - [`protocol`]: the framer (bytes → messages, with the line limit and the tutorial-client
 //!   rule) and reply encoding. Pure: no I/O.
 //! - [`server`]: the event loop, the per-connection state, and the builder.
-//! - [`robot`]: the [`Robot`] trait, the embedded and echo robots, and the worker pool.
+//! - [`robot`]: the [`Robot`] trait, the embedded and echo robots, fallback chains, the web
+//!   robots (feature `http`), and the worker pool.
 //! - [`limits`] and [`signals`]: process set-up for a server binary (open-file limit, SIGINT and
 //!   SIGTERM).
 //! - [`clock`]: local time, for the embedded robot and the chat client.
 //!
 //! With `--no-default-features` the library depends only on mio, slab, crossbeam-channel, log
-//! and libc; the `cli` feature adds the `robochat` command line.
+//! and libc. The `http` feature adds the web robots in [`robot::http`] (ureq, serde_json), and
+//! the `cli` feature the `robochat` command line.
 
 pub mod clock;
 pub mod limits;

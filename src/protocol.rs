@@ -189,6 +189,11 @@ impl Framer {
         }
     }
 
+    /// Whether the framer is inside a line too long to keep, discarding it as it arrives.
+    pub fn is_discarding(&self) -> bool {
+        self.discarding
+    }
+
     /// Whether this connection is being served one message per burst.
     pub fn is_legacy(&self) -> bool {
         matches!(self.mode, Mode::Legacy | Mode::DetectedLegacy)

@@ -533,3 +533,138 @@ fn shutdown_does_not_wait_for_lookups_nobody_is_waiting_for() {
     server.stop().expect("run returns Ok");
     gate.open();
 }
+
+struct LongRobot;
+
+impl Robot for LongRobot {
+    fn name(&self) -> &str {
+        "long"
+    }
+    fn reply(&self, _user: &str, text: &str) -> Result<String, RobotError> {
+        if text == "fail" {
+            return Err(RobotError::Failed("错".repeat(5000)));
+        }
+        Ok("字".repeat(5000))
+    }
+}
+
+#[test]
+fn replies_and_robot_errors_are_cut_to_max_reply_characters() {
+    let server = TestServer::start(Server::builder().robot(LongRobot).max_reply(100));
+    let mut client = server.connect();
+    assert_eq!(client.ask("bob", "long"), "字".repeat(100));
+    let error = client.ask("bob", "fail");
+    assert!(error.starts_with("ERR the robot failed: 错"), "{error}");
+    assert_eq!(error.chars().count(), 100);
+    // The default is 2000 characters.
+    let server = TestServer::start(Server::builder().robot(LongRobot));
+    let mut client = server.connect();
+    assert_eq!(client.ask("bob", "long").chars().count(), 2000);
+}
+
+#[test]
+fn a_client_that_stops_in_the_middle_of_a_line_is_closed_after_the_line_timeout() {
+    let server = TestServer::start(
+        Server::builder()
+            .robot(EchoRobot)
+            .framing(Framing::Line)
+            .line_timeout(Duration::from_secs(1)),
+    );
+    let mut slow = server.connect();
+    let mut chatty = server.connect();
+    slow.send("bob::half a mess");
+    // The server closes it; the read returns at once then.
+    slow.expect_closed();
+    // A connection that finishes its lines is not affected.
+    assert_eq!(chatty.ask("ann", "still here"), "still here");
+}
+
+#[test]
+fn a_client_that_never_reads_its_replies_is_closed_after_the_send_timeout() {
+    let server = TestServer::start(
+        Server::builder()
+            .robot(EchoRobot)
+            .send_timeout(Duration::from_secs(1)),
+    );
+    let flooder = server.connect();
+    let stream = flooder.stream().try_clone().unwrap();
+    stream.set_nonblocking(true).unwrap();
+    let batch = b"bob::a message whose reply is never read\n".repeat(1000);
+    let mut sent = 0usize;
+    // Write until the server stops taking bytes (its replies fill every buffer on the way and
+    // it stops reading), then wait for it to give up on this client.
+    loop {
+        match (&stream).write(&batch[sent % batch.len()..]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if !wait_writable(&stream, Duration::from_secs(2)) {
+                    break;
+                }
+            }
+            // The server closed it while we were still writing: that is the point.
+            Err(e) if is_closed_error(&e) => return,
+            Err(e) => panic!("flood write: {e}"),
+        }
+        assert!(sent < 500 << 20, "the server never pushed back");
+    }
+    assert!(
+        wait_hangup(&stream, READ_TIMEOUT),
+        "the server kept a client that never reads"
+    );
+}
+
+fn is_closed_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted
+    )
+}
+
+/// Waits until the peer closes or resets the connection, without reading from it.
+fn wait_hangup(stream: &TcpStream, timeout: Duration) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut fd = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: poll on one pollfd we own.
+    let rc = unsafe { libc::poll(&mut fd, 1, timeout.as_millis() as libc::c_int) };
+    rc > 0 && fd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+}
+
+#[test]
+fn an_idle_connection_gets_a_goodbye_after_the_idle_timeout() {
+    let server = TestServer::start(
+        Server::builder()
+            .robot(EchoRobot)
+            .idle_timeout(Duration::from_secs(1)),
+    );
+    let mut idle = server.connect();
+    let notice = idle.line();
+    assert!(notice.contains("idle"), "{notice}");
+    idle.expect_closed();
+}
+
+#[test]
+fn timeouts_can_be_turned_off() {
+    let server = TestServer::start(
+        Server::builder()
+            .robot(EchoRobot)
+            .framing(Framing::Line)
+            .line_timeout(Duration::ZERO)
+            .send_timeout(Duration::ZERO)
+            .idle_timeout(Duration::ZERO),
+    );
+    let mut client = server.connect();
+    client.send("bob::half");
+    // Another connection's full round trips take the loop through several sweeps' worth of
+    // turns; the unfinished line is still there to be finished.
+    let mut other = server.connect();
+    for i in 0..3 {
+        std::thread::sleep(Duration::from_millis(700));
+        assert_eq!(other.ask("ann", &format!("{i}")), format!("{i}"));
+    }
+    client.send(" done\n");
+    assert_eq!(client.line(), "half done");
+}

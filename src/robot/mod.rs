@@ -4,12 +4,16 @@
 //! the server runs with zero workers, which is allowed only for robots that say they never block).
 //! Robots must be `Send + Sync`: several workers call the same robot at once.
 
+mod chain;
 mod echo;
 mod embedded;
+#[cfg(feature = "http")]
+pub mod http;
 mod pool;
 
 use std::fmt;
 
+pub use chain::FallbackChain;
 pub use echo::EchoRobot;
 pub use embedded::{EmbeddedRobot, RulesError};
 pub use pool::{Completion, Job, SubmitError, WorkerPool};
@@ -69,6 +73,15 @@ impl fmt::Display for RobotError {
         match self {
             RobotError::Unavailable(why) => write!(f, "the robot is unavailable: {why}"),
             RobotError::Failed(why) => write!(f, "the robot failed: {why}"),
+        }
+    }
+}
+
+impl RobotError {
+    /// The reason alone, without the kind of failure in front of it.
+    pub fn reason(&self) -> &str {
+        match self {
+            RobotError::Unavailable(why) | RobotError::Failed(why) => why,
         }
     }
 }

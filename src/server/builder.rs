@@ -28,11 +28,17 @@ pub(crate) struct Config {
     pub robot_delay: Duration,
     pub max_connections: usize,
     pub max_line: usize,
+    pub max_reply: usize,
     pub framing: Framing,
     pub greeting: String,
     pub goodbye: String,
     pub shutdown_notice: String,
     pub shutdown_timeout: Duration,
+    /// Timeouts in whole seconds; 0 is off.
+    pub line_timeout: u32,
+    pub send_timeout: u32,
+    pub idle_timeout: u32,
+    pub idle_notice: String,
 }
 
 /// Builds a [`Server`]: `Server::builder().listen(addr).robot(r).workers(4).build()`.
@@ -57,12 +63,18 @@ impl Default for ServerBuilder {
                 robot_delay: Duration::ZERO,
                 max_connections: 10_000,
                 max_line: 4096,
+                max_reply: 2000,
                 framing: Framing::Auto,
                 greeting: DEFAULT_GREETING.to_owned(),
                 goodbye: "再见！Goodbye!".to_owned(),
                 shutdown_notice: "服务器正在关闭，再见！The server is shutting down. Goodbye!"
                     .to_owned(),
                 shutdown_timeout: Duration::from_secs(5),
+                line_timeout: 30,
+                send_timeout: 30,
+                idle_timeout: 0,
+                idle_notice: "你很久没有说话了，再见！Closing this idle connection. Goodbye!"
+                    .to_owned(),
             },
         }
     }
@@ -127,6 +139,13 @@ impl ServerBuilder {
         self
     }
 
+    /// The longest reply line, in characters (default 2000): longer robot answers are cut at a
+    /// character boundary.
+    pub fn max_reply(mut self, chars: usize) -> Self {
+        self.config.max_reply = chars;
+        self
+    }
+
     /// How messages are cut from the byte stream (default [`Framing::Auto`]).
     pub fn framing(mut self, framing: Framing) -> Self {
         self.config.framing = framing;
@@ -136,6 +155,27 @@ impl ServerBuilder {
     /// The line sent to each new connection.
     pub fn greeting(mut self, greeting: impl Into<String>) -> Self {
         self.config.greeting = greeting.into();
+        self
+    }
+
+    /// A connection that has sent part of a line and not finished it for this long is closed
+    /// (slowloris). Default 30 s; zero turns it off. Whole seconds, checked once a second.
+    pub fn line_timeout(mut self, timeout: Duration) -> Self {
+        self.config.line_timeout = whole_seconds(timeout);
+        self
+    }
+
+    /// A connection whose unsent replies have made no progress for this long is closed (a
+    /// client that never reads). Default 30 s; zero turns it off.
+    pub fn send_timeout(mut self, timeout: Duration) -> Self {
+        self.config.send_timeout = whole_seconds(timeout);
+        self
+    }
+
+    /// A connection with no complete message for this long gets a goodbye line and is closed.
+    /// Default off (zero): idle connections are what this server is for.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_timeout = whole_seconds(timeout);
         self
     }
 
@@ -186,6 +226,11 @@ impl ServerBuilder {
                 crate::protocol::MAX_USERNAME + 3
             )));
         }
+        if config.max_reply < 16 {
+            return Err(BuildError::Config(
+                "max reply must be at least 16 characters".into(),
+            ));
+        }
         if config.greeting.contains(['\n', '\r']) {
             return Err(BuildError::Config(
                 "the greeting must be one line (no newlines)".into(),
@@ -193,6 +238,12 @@ impl ServerBuilder {
         }
         Server::bind(&self.listen, config)
     }
+}
+
+/// A timeout in whole seconds, rounded up (so that a short timeout is not turned off).
+fn whole_seconds(timeout: Duration) -> u32 {
+    let secs = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
+    u32::try_from(secs).unwrap_or(u32::MAX - 1)
 }
 
 /// Why a server could not be built.

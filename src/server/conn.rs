@@ -42,7 +42,20 @@ pub(super) struct Conn {
     /// The poll reported that the client closed its side (or an error): read to the end
     /// rather than stopping at a short read.
     pub hangup_seen: bool,
+    /// The connection is in the loop's list of connections with timers.
+    pub has_timers: bool,
+    /// A write since the timers last looked: the client is taking its replies.
+    pub output_moved: bool,
+    /// When the unfinished line began (loop seconds), or `NEVER`.
+    pub line_started: u32,
+    /// Since when unsent output has made no progress (loop seconds), or `NEVER`.
+    pub output_stalled: u32,
+    /// When the last complete message (or the connection) came (loop seconds).
+    pub last_message: u32,
 }
+
+/// "No such time" in the loop-seconds fields of [`Conn`].
+pub(super) const NEVER: u32 = u32::MAX;
 
 /// How far [`Conn::discard_input`] got.
 pub(super) enum Discarded {
@@ -55,7 +68,7 @@ pub(super) enum Discarded {
 }
 
 impl Conn {
-    pub fn new(socket: TcpStream, generation: u32, framer: Framer) -> Self {
+    pub fn new(socket: TcpStream, generation: u32, framer: Framer, now: u32) -> Self {
         Conn {
             socket,
             generation,
@@ -69,7 +82,21 @@ impl Conn {
             closing: false,
             lingering: false,
             hangup_seen: false,
+            has_timers: false,
+            output_moved: false,
+            line_started: NEVER,
+            output_stalled: NEVER,
+            last_message: now,
         }
+    }
+
+    /// The client has sent part of a message and is expected to finish it. Bytes that wait
+    /// behind a lookup or full output are not the client's delay, and legacy-framed clients
+    /// have no partial messages.
+    pub fn has_partial_line(&self) -> bool {
+        !self.framer.is_legacy()
+            && !self.blocked()
+            && (!self.input.is_empty() || self.framer.is_discarding())
     }
 
     /// No further message can be answered now: replies must stay in order behind the lookup in
@@ -116,6 +143,7 @@ impl Conn {
             return Ok(());
         }
         let written = write_some(&mut self.socket, &self.output)?;
+        self.output_moved |= written > 0;
         if written == self.output.len() {
             self.output = Vec::new(); // give the memory back
         } else {

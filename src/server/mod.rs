@@ -27,7 +27,7 @@ use crate::robot::{call_robot, Job, RobotError, SubmitError, WorkerPool};
 
 use builder::Config;
 pub use builder::{BuildError, ServerBuilder, DEFAULT_GREETING};
-use conn::{Conn, Discarded};
+use conn::{Conn, Discarded, NEVER};
 
 /// The largest `max_connections` accepted: slab keys must fit in the low half of a token.
 pub const MAX_CONNECTIONS_LIMIT: usize = 1 << 24;
@@ -57,6 +57,8 @@ const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(5);
 const NOTICE_GRACE: Duration = Duration::from_secs(1);
 /// How long a connection we are closing may take to close its side after our goodbye.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often connections with timers are checked: timeouts are whole seconds, give or take one.
+const TIMER_SWEEP: Duration = Duration::from_secs(1);
 
 /// A chat-robot server, bound and ready to [`run`](Server::run).
 pub struct Server {
@@ -183,7 +185,11 @@ impl Server {
                 pool: self.pool,
                 lookups_in_flight: 0,
                 draining: false,
+                now: 0,
             },
+            started: Instant::now(),
+            timed: Vec::new(),
+            next_sweep: None,
             greeting: greeting.into_boxed_slice(),
             refusal: refusal.into_boxed_slice(),
             stop: self.stop,
@@ -205,6 +211,8 @@ struct Ctx {
     lookups_in_flight: usize,
     /// Shutting down: answer nothing new, only deliver lookups already in flight.
     draining: bool,
+    /// Whole seconds since the loop started, updated once per turn: the clock of the timeouts.
+    now: u32,
 }
 
 struct EventLoop {
@@ -226,6 +234,19 @@ struct EventLoop {
     /// Connections waiting for the client to close after our goodbye, oldest first (all wait
     /// equally long, so this is also deadline order).
     lingering: VecDeque<(Token, Instant)>,
+    /// When the loop started: `ctx.now` counts seconds from here.
+    started: Instant,
+    /// Connections with a timeout running (an unfinished line, stalled output, or an idle
+    /// timeout). Only these are checked, once a second; idle connections cost nothing.
+    timed: Vec<Token>,
+    next_sweep: Option<Instant>,
+}
+
+/// A timeout that ran out.
+enum Expired {
+    Line,
+    Send,
+    Idle,
 }
 
 enum Phase {
@@ -265,6 +286,7 @@ impl EventLoop {
                 }
                 return Err(e);
             }
+            self.ctx.now = u32::try_from(self.started.elapsed().as_secs()).unwrap_or(NEVER - 1);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
@@ -295,6 +317,9 @@ impl EventLoop {
                 self.accept();
             }
             self.expire_lingering();
+            if self.next_sweep.is_some_and(|t| Instant::now() >= t) {
+                self.sweep_timers();
+            }
         }
     }
 
@@ -310,6 +335,7 @@ impl EventLoop {
             phase_deadline,
             self.accept_paused_until,
             self.lingering.front().map(|&(_, t)| t),
+            self.next_sweep,
         ]
         .into_iter()
         .flatten()
@@ -395,11 +421,13 @@ impl EventLoop {
             log::debug!("cannot set TCP_NODELAY for {addr}: {e}");
         }
         let framer = Framer::new(self.ctx.config.framing, self.ctx.config.max_line);
-        let conn = entry.insert(Conn::new(socket, generation, framer));
+        let conn = entry.insert(Conn::new(socket, generation, framer, self.ctx.now));
         if let Err(e) = conn.send(&self.greeting) {
             log::info!("connection from {addr} failed: {e}");
             self.close(token);
+            return;
         }
+        self.track_timers(token);
     }
 
     // ----- serving connections -----
@@ -424,8 +452,11 @@ impl EventLoop {
         }
         match serve_conn(&mut self.ctx, conn, token, &mut self.scratch) {
             Ok(Progress::Done) if conn.finished() => self.finish(token),
-            Ok(Progress::Done) => {}
-            Ok(Progress::MoreToRead) => self.rerun.push(token),
+            Ok(Progress::Done) => self.track_timers(token),
+            Ok(Progress::MoreToRead) => {
+                self.rerun.push(token);
+                self.track_timers(token);
+            }
             Err(e) => {
                 if !is_disconnect(&e) {
                     log::info!("connection {} failed: {e}", peer_name(&conn.socket));
@@ -453,6 +484,113 @@ impl EventLoop {
         self.lingering
             .push_back((token, Instant::now() + LINGER_TIMEOUT));
         self.serve(token); // discard what has already arrived
+    }
+
+    /// Starts, restarts or stops the connection's timeouts after it was served, and makes sure
+    /// the sweep will look at it while any runs.
+    fn track_timers(&mut self, token: Token) {
+        let now = self.ctx.now;
+        let config = &self.ctx.config;
+        let (line_on, send_on, idle_on) = (
+            config.line_timeout > 0,
+            config.send_timeout > 0,
+            config.idle_timeout > 0,
+        );
+        let Some(conn) = self.conn_mut(token) else {
+            return;
+        };
+        if conn.lingering {
+            return; // it has its own deadline
+        }
+        if line_on && conn.has_partial_line() {
+            if conn.line_started == NEVER {
+                conn.line_started = now;
+            }
+        } else {
+            conn.line_started = NEVER;
+        }
+        let moved = std::mem::take(&mut conn.output_moved);
+        if send_on && !conn.output.is_empty() {
+            if moved || conn.output_stalled == NEVER {
+                conn.output_stalled = now;
+            }
+        } else {
+            conn.output_stalled = NEVER;
+        }
+        let running = conn.line_started != NEVER || conn.output_stalled != NEVER || idle_on;
+        if running && !conn.has_timers {
+            conn.has_timers = true;
+            self.timed.push(token);
+            if self.next_sweep.is_none() {
+                self.next_sweep = Some(Instant::now() + TIMER_SWEEP);
+            }
+        }
+    }
+
+    /// Checks the connections that have a timeout running, and acts on those that ran out.
+    fn sweep_timers(&mut self) {
+        let now = self.ctx.now;
+        let mut i = 0;
+        while i < self.timed.len() {
+            let token = self.timed[i];
+            let (key, generation) = split_token(token);
+            let verdict = self
+                .conns
+                .get(key)
+                .filter(|conn| same_generation(conn, generation))
+                .map(|conn| timer_verdict(conn, now, &self.ctx.config));
+            match verdict {
+                Some(Ok(true)) => i += 1,
+                Some(Ok(false)) | None => {
+                    self.timed.swap_remove(i);
+                    if let Some(conn) = self.conn_mut(token) {
+                        conn.has_timers = false;
+                    }
+                }
+                Some(Err(expired)) => {
+                    self.timed.swap_remove(i);
+                    if let Some(conn) = self.conn_mut(token) {
+                        conn.has_timers = false;
+                    }
+                    self.time_out(token, expired);
+                }
+            }
+        }
+        self.next_sweep = if self.timed.is_empty() {
+            None
+        } else {
+            Some(Instant::now() + TIMER_SWEEP)
+        };
+    }
+
+    fn time_out(&mut self, token: Token, expired: Expired) {
+        let config = &self.ctx.config;
+        let (line_secs, send_secs) = (config.line_timeout, config.send_timeout);
+        let mut notice = Vec::new();
+        encode_line(&mut notice, &config.idle_notice);
+        let Some(conn) = self.conn_mut(token) else {
+            return;
+        };
+        let peer = peer_name(&conn.socket);
+        match expired {
+            Expired::Line => {
+                log::info!("closed {peer}: an unfinished line for {line_secs} s");
+                self.close(token);
+            }
+            Expired::Send => {
+                log::info!("closed {peer}: its replies went unread for {send_secs} s");
+                self.close(token);
+            }
+            Expired::Idle => {
+                conn.closing = true;
+                match conn.send(&notice) {
+                    Ok(()) if conn.finished() => self.finish(token),
+                    // The notice waits for the client to read it (under the send timeout).
+                    Ok(()) => self.track_timers(token),
+                    Err(_) => self.close(token),
+                }
+            }
+        }
     }
 
     fn expire_lingering(&mut self) {
@@ -486,7 +624,7 @@ impl EventLoop {
             conn.lookup_in_flight = false;
             self.ctx.lookups_in_flight -= 1;
             if !conn.closing {
-                push_answer(conn, completion.result);
+                push_answer(conn, completion.result, self.ctx.config.max_reply);
             }
             answered.push(make_token(key, generation));
         }
@@ -678,9 +816,14 @@ fn answer_frames(ctx: &mut Ctx, conn: &mut Conn, token: Token, pending: &[u8]) -
 }
 
 fn answer(ctx: &mut Ctx, conn: &mut Conn, token: Token, frame: Frame<'_>) {
+    conn.last_message = ctx.now;
     match frame {
         Frame::Message { user, text } => match &ctx.pool {
-            None => push_answer(conn, call_robot(&*ctx.config.robot, user, text)),
+            None => push_answer(
+                conn,
+                call_robot(&*ctx.config.robot, user, text),
+                ctx.config.max_reply,
+            ),
             Some(pool) => {
                 let (key, _) = split_token(token);
                 let job = Job {
@@ -700,6 +843,7 @@ fn answer(ctx: &mut Ctx, conn: &mut Conn, token: Token, frame: Frame<'_>) {
                     Err(SubmitError::Closed(_)) => push_answer(
                         conn,
                         Err(RobotError::Unavailable("its workers have stopped".into())),
+                        ctx.config.max_reply,
                     ),
                 }
             }
@@ -713,11 +857,41 @@ fn answer(ctx: &mut Ctx, conn: &mut Conn, token: Token, frame: Frame<'_>) {
     }
 }
 
-fn push_answer(conn: &mut Conn, result: Result<String, RobotError>) {
-    match result {
-        Ok(reply) => encode_line(&mut conn.output, &reply),
-        Err(error) => encode_error(&mut conn.output, &error),
+/// Queues the robot's answer (or why there is none) as one line of at most `max_reply`
+/// characters, so that no robot, and no error message from a web API, can send a huge line.
+fn push_answer(conn: &mut Conn, result: Result<String, RobotError>, max_reply: usize) {
+    let line = match result {
+        Ok(reply) => reply,
+        Err(error) => format!("ERR {error}"),
+    };
+    encode_line(&mut conn.output, cut_to_chars(&line, max_reply));
+}
+
+/// The first `max` characters of `text` (all of it if shorter), cut at a character boundary.
+fn cut_to_chars(text: &str, max: usize) -> &str {
+    text.char_indices()
+        .nth(max)
+        .map_or(text, |(end, _)| &text[..end])
+}
+
+/// Whether a connection's timeouts still run (`Ok(true)`), have all stopped (`Ok(false)`), or
+/// one has run out.
+fn timer_verdict(conn: &Conn, now: u32, config: &Config) -> Result<bool, Expired> {
+    let ran_out = |since: u32, secs: u32| since != NEVER && now.saturating_sub(since) >= secs;
+    if conn.lingering {
+        return Ok(false);
     }
+    if config.line_timeout > 0 && ran_out(conn.line_started, config.line_timeout) {
+        return Err(Expired::Line);
+    }
+    if config.send_timeout > 0 && ran_out(conn.output_stalled, config.send_timeout) {
+        return Err(Expired::Send);
+    }
+    let idle_on = config.idle_timeout > 0 && !conn.closing;
+    if idle_on && !conn.lookup_in_flight && ran_out(conn.last_message, config.idle_timeout) {
+        return Err(Expired::Idle);
+    }
+    Ok(conn.line_started != NEVER || conn.output_stalled != NEVER || idle_on)
 }
 
 /// `now + timeout`, or a day from now for timeouts too large to add.
@@ -813,8 +987,10 @@ mod tests {
     fn an_idle_connection_stays_small() {
         // Idle connections are what this server holds most of: each is one slab slot of this
         // size (the kernel's socket memory aside). Growing it costs memory at every connection.
+        // mio's sockets carry an extra word in debug builds (a check of which poll owns them).
+        let limit = if cfg!(debug_assertions) { 104 } else { 96 };
         assert!(
-            std::mem::size_of::<Conn>() <= 96,
+            std::mem::size_of::<Conn>() <= limit,
             "Conn grew to {} bytes",
             std::mem::size_of::<Conn>()
         );

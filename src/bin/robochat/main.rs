@@ -3,6 +3,7 @@
 mod args;
 mod bench;
 mod chat;
+mod robots;
 mod serve;
 
 use std::process::ExitCode;

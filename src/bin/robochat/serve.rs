@@ -1,14 +1,14 @@
 //! `robochat serve`: parse the flags, set up the process, run the server.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use robochat::limits::raise_open_file_limit;
 use robochat::signals::TerminationSignals;
-use robochat::{EchoRobot, EmbeddedRobot, Framing, Robot, Server};
+use robochat::{Framing, Server};
 
 use crate::args::{print_text, value, Failure};
+use crate::robots::{self, RobotSettings};
 
 const HELP: &str = "\
 Run the chat-robot server.
@@ -21,9 +21,28 @@ message, in order. `exit` as the text ends the chat. Errors are lines starting w
 Options:
   --listen ADDR            Address to listen on [default: 127.0.0.1:9999]
                            (use 0.0.0.0:9999 or [::]:9999 to accept other machines)
-  --robot NAME             Who answers: `embedded` (offline rules, Chinese and English) or
-                           `echo` (replies with the text unchanged) [default: embedded]
+  --robot SPEC             Who answers [default: embedded]. One of
+                             embedded  offline rules, Chinese and English (小图)
+                             echo      replies with the text unchanged (tests, benchmarks)
+                             tuling    the Tuling v1 web API (key: ROBOCHAT_TULING_KEY)
+                             tuling2   the Tuling v2 web API (key: ROBOCHAT_TULING_KEY)
+                             openai    an OpenAI-compatible chat API: Ollama, llama.cpp,
+                                       vLLM or a hosted one (key, if it needs one:
+                                       ROBOCHAT_OPENAI_KEY or OPENAI_API_KEY)
+                           or a fallback chain, tried in order: `openai,embedded`
   --rules FILE             Rules file for the embedded robot [default: the built-in rules]
+  --robot-timeout SECS     The whole time one web robot has for one message: connect, send,
+                           wait, read and one retry [default: 10]. Past it the next robot in
+                           the chain answers, or the user gets `ERR the robot is unavailable`
+  --tuling-url URL         Tuling API base [default: http://www.tuling123.com for tuling,
+                           http://openapi.tuling123.com for tuling2]
+  --openai-url URL         OpenAI-compatible API base, up to /v1
+                           [default: http://localhost:11434/v1, Ollama]
+  --model NAME             Model for the openai robot [default: llama3.2]
+  --system-prompt TEXT     System prompt for the openai robot [default: none]
+  --history N              Turns of each user's conversation the openai robot sends along
+                           [default: 8]
+  --max-reply CHARS        Longest reply line; longer answers are cut [default: 2000]
   --workers N              Robot worker threads; 0 answers on the event loop thread, allowed
                            only for robots that never block (embedded, echo) [default: 4]
   --queue N                Robot jobs that may wait for a worker; past that, messages get
@@ -40,9 +59,18 @@ Options:
   --greeting TEXT          Line sent to each new connection [default: 你好，欢迎来到机器人聊天器！]
   --shutdown-timeout SECS  On SIGINT/SIGTERM, how long to wait for robot answers in flight
                            before saying goodbye and closing [default: 5]
+  --line-timeout SECS      Close a connection that sent part of a line and has not finished
+                           it for this long (slowloris); 0 is off [default: 30]
+  --send-timeout SECS      Close a connection whose replies have gone unread for this long
+                           (a client that never reads); 0 is off [default: 30]
+  --idle-timeout SECS      Say goodbye to and close a connection that sent no message for
+                           this long; 0 is off, as idle connections are what this server is
+                           for [default: 0]
   -h, --help               Print this help
 
 Environment:
+  ROBOCHAT_TULING_KEY      API key of the Tuling robots (never logged or shown)
+  ROBOCHAT_OPENAI_KEY      API key of the openai robot (or OPENAI_API_KEY); none for Ollama
   RUST_LOG                 Log level: error, warn, info, debug [default: info]. At info the
                            server logs its start, refused and failed connections, and shutdown;
                            never individual messages.
@@ -53,7 +81,8 @@ below it (each connection is one open file).";
 struct Options {
     listen: String,
     robot: String,
-    rules: Option<PathBuf>,
+    robot_settings: RobotSettings,
+    max_reply: usize,
     workers: usize,
     queue: usize,
     robot_delay_ms: u64,
@@ -62,6 +91,9 @@ struct Options {
     framing: Framing,
     greeting: Option<String>,
     shutdown_timeout_secs: f64,
+    line_timeout_secs: u64,
+    send_timeout_secs: u64,
+    idle_timeout_secs: u64,
 }
 
 fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
@@ -69,7 +101,8 @@ fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
     let mut o = Options {
         listen: "127.0.0.1:9999".into(),
         robot: "embedded".into(),
-        rules: None,
+        robot_settings: RobotSettings::default(),
+        max_reply: 2000,
         workers: 4,
         queue: 1024,
         robot_delay_ms: 0,
@@ -78,12 +111,39 @@ fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
         framing: Framing::Auto,
         greeting: None,
         shutdown_timeout_secs: 5.0,
+        line_timeout_secs: 30,
+        send_timeout_secs: 30,
+        idle_timeout_secs: 0,
     };
     while let Some(arg) = parser.next()? {
         match arg {
             Long("listen") => o.listen = value(&mut parser, "listen")?,
             Long("robot") => o.robot = value(&mut parser, "robot")?,
-            Long("rules") => o.rules = Some(parser.value()?.into()),
+            Long("rules") => o.robot_settings.rules = Some(PathBuf::from(parser.value()?)),
+            Long("robot-timeout") => {
+                let secs: f64 = value(&mut parser, "robot-timeout")?;
+                if !(secs > 0.0 && secs <= 3600.0) {
+                    return Err(Failure::Usage(
+                        "--robot-timeout must be more than 0 and at most 3600 seconds".into(),
+                    ));
+                }
+                o.robot_settings.timeout = Duration::from_secs_f64(secs);
+            }
+            Long("tuling-url") => {
+                o.robot_settings.tuling_url = Some(value(&mut parser, "tuling-url")?)
+            }
+            Long("openai-url") => {
+                o.robot_settings.openai_url = Some(value(&mut parser, "openai-url")?)
+            }
+            Long("model") => o.robot_settings.model = Some(value(&mut parser, "model")?),
+            Long("system-prompt") => {
+                o.robot_settings.system_prompt = Some(value(&mut parser, "system-prompt")?)
+            }
+            Long("history") => o.robot_settings.history = value(&mut parser, "history")?,
+            Long("max-reply") => o.max_reply = value(&mut parser, "max-reply")?,
+            Long("line-timeout") => o.line_timeout_secs = value(&mut parser, "line-timeout")?,
+            Long("send-timeout") => o.send_timeout_secs = value(&mut parser, "send-timeout")?,
+            Long("idle-timeout") => o.idle_timeout_secs = value(&mut parser, "idle-timeout")?,
             Long("workers") => o.workers = value(&mut parser, "workers")?,
             Long("queue") => o.queue = value(&mut parser, "queue")?,
             Long("robot-delay") => o.robot_delay_ms = value(&mut parser, "robot-delay")?,
@@ -109,26 +169,6 @@ fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
     Ok(Some(o))
 }
 
-fn make_robot(o: &Options) -> Result<Arc<dyn Robot>, Failure> {
-    if o.rules.is_some() && o.robot != "embedded" {
-        return Err(Failure::Usage(
-            "--rules applies to the embedded robot only".into(),
-        ));
-    }
-    match o.robot.as_str() {
-        "embedded" => match &o.rules {
-            None => Ok(Arc::new(EmbeddedRobot::new())),
-            Some(path) => EmbeddedRobot::from_file(path)
-                .map(|r| Arc::new(r) as Arc<dyn Robot>)
-                .map_err(|e| Failure::Runtime(e.to_string())),
-        },
-        "echo" => Ok(Arc::new(EchoRobot)),
-        other => Err(Failure::Usage(format!(
-            "unknown robot '{other}': expected embedded or echo"
-        ))),
-    }
-}
-
 pub fn main(parser: lexopt::Parser) -> Result<(), Failure> {
     let Some(o) = parse(parser)? else {
         return Ok(());
@@ -152,7 +192,7 @@ pub fn main(parser: lexopt::Parser) -> Result<(), Failure> {
         }
         Err(e) => log::warn!("cannot raise the open-file limit: {e}"),
     }
-    let robot = make_robot(&o)?;
+    let robot = robots::build(&o.robot, &o.robot_settings)?;
     let mut builder = Server::builder()
         .listen(o.listen.as_str())
         .shared_robot(robot)
@@ -161,8 +201,12 @@ pub fn main(parser: lexopt::Parser) -> Result<(), Failure> {
         .robot_delay(Duration::from_millis(o.robot_delay_ms))
         .max_connections(o.max_connections)
         .max_line(o.max_line)
+        .max_reply(o.max_reply)
         .framing(o.framing)
-        .shutdown_timeout(Duration::from_secs_f64(o.shutdown_timeout_secs));
+        .shutdown_timeout(Duration::from_secs_f64(o.shutdown_timeout_secs))
+        .line_timeout(Duration::from_secs(o.line_timeout_secs))
+        .send_timeout(Duration::from_secs(o.send_timeout_secs))
+        .idle_timeout(Duration::from_secs(o.idle_timeout_secs));
     if let Some(greeting) = o.greeting {
         builder = builder.greeting(greeting);
     }

@@ -1,0 +1,142 @@
+//! Turns `--robot SPEC` and the robot flags of `robochat serve` into one robot.
+//!
+//! SPEC is a robot name or a comma-separated fallback chain of them, such as `openai,embedded`.
+//! API keys come from the environment only, never from a flag (flags show in `ps`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use robochat::robot::FallbackChain;
+use robochat::{EchoRobot, EmbeddedRobot, Robot};
+
+use crate::args::Failure;
+
+/// The robot names `--robot` understands.
+pub const ROBOT_NAMES: &str = "embedded, echo, tuling, tuling2, openai";
+
+/// The settings of every robot; each robot reads its own.
+pub struct RobotSettings {
+    pub rules: Option<PathBuf>,
+    /// The whole time one robot has to answer one message.
+    pub timeout: Duration,
+    pub tuling_url: Option<String>,
+    pub openai_url: Option<String>,
+    pub model: Option<String>,
+    pub system_prompt: Option<String>,
+    pub history: usize,
+}
+
+impl Default for RobotSettings {
+    fn default() -> Self {
+        RobotSettings {
+            rules: None,
+            timeout: Duration::from_secs(10),
+            tuling_url: None,
+            openai_url: None,
+            model: None,
+            system_prompt: None,
+            history: 8,
+        }
+    }
+}
+
+/// Builds the robot (or the chain of robots) that `spec` names.
+pub fn build(spec: &str, settings: &RobotSettings) -> Result<Arc<dyn Robot>, Failure> {
+    let names: Vec<&str> = spec.split(',').map(str::trim).collect();
+    if names.iter().any(|n| n.is_empty()) {
+        return Err(Failure::Usage(format!(
+            "--robot '{spec}' has an empty name; expected names such as openai,embedded"
+        )));
+    }
+    if settings.rules.is_some() && !names.contains(&"embedded") {
+        return Err(Failure::Usage(
+            "--rules applies to the embedded robot, which --robot does not name".into(),
+        ));
+    }
+    let mut robots = names
+        .iter()
+        .map(|name| build_one(name, settings))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(if robots.len() == 1 {
+        robots.remove(0)
+    } else {
+        Arc::new(FallbackChain::new(robots))
+    })
+}
+
+fn build_one(name: &str, settings: &RobotSettings) -> Result<Arc<dyn Robot>, Failure> {
+    match name {
+        "embedded" => match &settings.rules {
+            None => Ok(Arc::new(EmbeddedRobot::new())),
+            Some(path) => EmbeddedRobot::from_file(path)
+                .map(|r| Arc::new(r) as Arc<dyn Robot>)
+                .map_err(|e| Failure::Runtime(e.to_string())),
+        },
+        "echo" => Ok(Arc::new(EchoRobot)),
+        "tuling" | "tuling2" | "openai" => web_robot(name, settings),
+        other => Err(Failure::Usage(format!(
+            "unknown robot '{other}': expected one of {ROBOT_NAMES}, or several separated by commas"
+        ))),
+    }
+}
+
+#[cfg(feature = "http")]
+fn web_robot(name: &str, settings: &RobotSettings) -> Result<Arc<dyn Robot>, Failure> {
+    use robochat::robot::http::{
+        HttpOptions, OpenAiConfig, OpenAiRobot, Tuling2Robot, TulingRobot, DEFAULT_TULING2_URL,
+        DEFAULT_TULING_URL,
+    };
+    let options = HttpOptions {
+        timeout: settings.timeout,
+        connect_timeout: settings.timeout.min(Duration::from_secs(3)),
+    };
+    Ok(match name {
+        "tuling" => Arc::new(TulingRobot::new(
+            settings.tuling_url.as_deref().unwrap_or(DEFAULT_TULING_URL),
+            tuling_key()?,
+            options,
+        )),
+        "tuling2" => Arc::new(Tuling2Robot::new(
+            settings
+                .tuling_url
+                .as_deref()
+                .unwrap_or(DEFAULT_TULING2_URL),
+            tuling_key()?,
+            options,
+        )),
+        _ => {
+            let defaults = OpenAiConfig::default();
+            let config = OpenAiConfig {
+                base_url: settings.openai_url.clone().unwrap_or(defaults.base_url),
+                key: env_value("ROBOCHAT_OPENAI_KEY").or_else(|| env_value("OPENAI_API_KEY")),
+                model: settings.model.clone().unwrap_or(defaults.model),
+                system_prompt: settings.system_prompt.clone(),
+                history_turns: settings.history,
+                ..defaults
+            };
+            Arc::new(OpenAiRobot::new(config, options))
+        }
+    })
+}
+
+#[cfg(not(feature = "http"))]
+fn web_robot(name: &str, _settings: &RobotSettings) -> Result<Arc<dyn Robot>, Failure> {
+    Err(Failure::Usage(format!(
+        "the {name} robot needs robochat built with the `http` feature"
+    )))
+}
+
+#[cfg(feature = "http")]
+fn tuling_key() -> Result<String, Failure> {
+    env_value("ROBOCHAT_TULING_KEY").ok_or_else(|| {
+        Failure::Usage(
+            "the Tuling robots need an API key: set ROBOCHAT_TULING_KEY in the environment".into(),
+        )
+    })
+}
+
+#[cfg(feature = "http")]
+fn env_value(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
