@@ -3,29 +3,9 @@
 mod common;
 
 use std::io::{ErrorKind, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Client, ServeProcess, READ_TIMEOUT};
-
-/// Polls `fd` for `events` for at most `timeout`; returns the events that came.
-fn poll_fd(stream: &TcpStream, events: i16, timeout: Duration) -> i16 {
-    use std::os::fd::AsRawFd;
-    let mut fd = libc::pollfd {
-        fd: stream.as_raw_fd(),
-        events,
-        revents: 0,
-    };
-    // SAFETY: poll on one pollfd we own.
-    let rc = unsafe { libc::poll(&mut fd, 1, timeout.as_millis() as libc::c_int) };
-    if rc > 0 {
-        fd.revents
-    } else {
-        0
-    }
-}
-
-const HANGUP: i16 = libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR;
+use common::{poll_events, Client, ServeProcess, HANGUP, READ_TIMEOUT};
 
 #[test]
 fn a_flood_that_never_reads_stays_small_leaves_others_alone_and_is_closed() {
@@ -43,7 +23,7 @@ fn a_flood_that_never_reads_stays_small_leaves_others_alone_and_is_closed() {
         match (&stream).write(&batch[sent % batch.len()..]) {
             Ok(n) => sent += n,
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                let events = poll_fd(
+                let events = poll_events(
                     &stream,
                     libc::POLLOUT | libc::POLLRDHUP,
                     Duration::from_secs(1),
@@ -72,7 +52,7 @@ fn a_flood_that_never_reads_stays_small_leaves_others_alone_and_is_closed() {
     }
     // And the flooder is closed once its replies have gone unread for --send-timeout.
     assert!(
-        closed || poll_fd(&stream, libc::POLLRDHUP, READ_TIMEOUT) & HANGUP != 0,
+        closed || poll_events(&stream, libc::POLLRDHUP, READ_TIMEOUT) & HANGUP != 0,
         "the flooder was never closed"
     );
     server.wait_for_log("went unread for 2 s");

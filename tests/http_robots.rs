@@ -2,12 +2,13 @@
 //! reply, every API error, and faults (timeouts, refused connections, 429, 5xx, bad JSON).
 #![cfg(feature = "http")]
 
+mod common;
 mod fake_http;
 
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fake_http::{FakeHttp, Refusing, Reply};
+use fake_http::{FakeHttp, Reply};
 use robochat::robot::http::{
     HttpOptions, OpenAiConfig, OpenAiRobot, Tuling2Robot, TulingRobot, DEFAULT_OPENAI_URL,
     DEFAULT_TULING2_URL, DEFAULT_TULING_URL,
@@ -260,8 +261,8 @@ fn tuling_key_never_appears_in_errors() {
     let why = failed(robot.reply("bob", "hi"));
     assert!(why.contains("49999") && why.contains("<hidden>"), "{why}");
 
-    let refusing = Refusing::new();
-    let robot = TulingRobot::new(&refusing.url(), KEY.into(), options());
+    let (_reserved, port) = common::refusing_port();
+    let robot = TulingRobot::new(&format!("http://127.0.0.1:{port}"), KEY.into(), options());
     let why = unavailable(robot.reply("bob", "hi"));
     assert!(why.contains("connection refused"), "{why}");
 
@@ -675,16 +676,14 @@ fn a_slow_answer_is_unavailable_within_the_timeout() {
 
 #[test]
 fn connection_refused_is_unavailable() {
-    let refusing = Refusing::new();
-    let robot = OpenAiRobot::new(openai_config(refusing.url()), options());
+    let (_reserved, port) = common::refusing_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let robot = OpenAiRobot::new(openai_config(url.clone()), options());
     let start = Instant::now();
     let why = unavailable(robot.reply("bob", "hi"));
     assert_eq!(
         why,
-        format!(
-            "openai: connection refused by {} (is the server running?) (2 attempts)",
-            refusing.url()
-        )
+        format!("openai: connection refused by {url} (is the server running?) (2 attempts)")
     );
     assert!(start.elapsed() < options().timeout);
 }

@@ -7,7 +7,7 @@ use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{Client, GateRobot, TestServer, READ_TIMEOUT};
+use common::{poll_events, Client, GateRobot, TestServer, HANGUP, READ_TIMEOUT};
 use robochat::{EchoRobot, Framing, Robot, RobotError, Server};
 
 fn echo_server(workers: usize) -> TestServer {
@@ -344,16 +344,9 @@ fn a_client_that_floods_and_never_reads_is_pushed_back() {
     }
 }
 
+/// Waits until the socket takes more bytes (or fails); false if it did not within `timeout`.
 fn wait_writable(stream: &TcpStream, timeout: Duration) -> bool {
-    use std::os::fd::AsRawFd;
-    let mut fd = libc::pollfd {
-        fd: stream.as_raw_fd(),
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    // SAFETY: poll on one pollfd we own.
-    let rc = unsafe { libc::poll(&mut fd, 1, timeout.as_millis() as libc::c_int) };
-    rc > 0
+    poll_events(stream, libc::POLLOUT, timeout) != 0
 }
 
 #[test]
@@ -622,15 +615,7 @@ fn is_closed_error(e: &std::io::Error) -> bool {
 
 /// Waits until the peer closes or resets the connection, without reading from it.
 fn wait_hangup(stream: &TcpStream, timeout: Duration) -> bool {
-    use std::os::fd::AsRawFd;
-    let mut fd = libc::pollfd {
-        fd: stream.as_raw_fd(),
-        events: libc::POLLRDHUP,
-        revents: 0,
-    };
-    // SAFETY: poll on one pollfd we own.
-    let rc = unsafe { libc::poll(&mut fd, 1, timeout.as_millis() as libc::c_int) };
-    rc > 0 && fd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+    poll_events(stream, libc::POLLRDHUP, timeout) & HANGUP != 0
 }
 
 #[test]

@@ -400,3 +400,24 @@ pub fn refusing_port() -> (std::os::fd::OwnedFd, u16) {
         (owned, u16::from_be(bound.sin_port))
     }
 }
+
+/// Poll events that mean the peer closed or reset the connection.
+pub const HANGUP: i16 = libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR;
+
+/// Waits at most `timeout` for `events` on `stream` without reading or writing it; returns the
+/// events that came (errors and hang-ups always count), or 0 on timeout.
+pub fn poll_events(stream: &TcpStream, events: i16, timeout: Duration) -> i16 {
+    use std::os::fd::AsRawFd;
+    let mut fd = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    // SAFETY: poll on one pollfd we own.
+    let rc = unsafe { libc::poll(&mut fd, 1, timeout.as_millis() as libc::c_int) };
+    if rc > 0 {
+        fd.revents
+    } else {
+        0
+    }
+}
