@@ -86,3 +86,33 @@ fn with_no_robot_left_the_user_gets_an_error_line_and_the_key_stays_secret() {
         "the key leaked into the log"
     );
 }
+
+#[test]
+fn a_slow_api_gives_way_to_the_next_robot_within_the_timeout() {
+    let api = FakeHttp::start(vec![
+        completion("far too late").delay(std::time::Duration::from_secs(8)),
+        completion("also too late").delay(std::time::Duration::from_secs(8)),
+    ]);
+    let url = format!("{}/v1", api.url());
+    let server = serve_with_key(&[
+        "--robot",
+        "openai,embedded",
+        "--openai-url",
+        &url,
+        "--robot-timeout",
+        "1",
+    ]);
+    let mut client = Client::connect(server.addr);
+    let started = std::time::Instant::now();
+    let reply = client.ask("bob", "1+2等于几");
+    let elapsed = started.elapsed();
+    assert!(
+        reply.contains('3'),
+        "the embedded robot should answer: {reply}"
+    );
+    // The whole budget is 1 s, retry included; the margin is for a loaded machine.
+    assert!(
+        elapsed < std::time::Duration::from_secs(4),
+        "answered after {elapsed:?}"
+    );
+}
