@@ -45,8 +45,8 @@
 //! - [`server`]: the event loop, the per-connection state, and the builder.
 //! - [`robot`]: the [`Robot`] trait, the embedded and echo robots, fallback chains, the web
 //!   robots (feature `http`), and the worker pool.
-//! - [`limits`] and [`signals`]: process set-up for a server binary (open-file limit, SIGINT and
-//!   SIGTERM).
+//! - [`limits`], [`signals`] and [`systemd`]: process set-up for a server binary (open-file
+//!   limit, SIGINT and SIGTERM, readiness for systemd).
 //! - [`clock`]: local time, for the embedded robot and the chat client.
 //!
 //! With `--no-default-features` the library depends only on mio, slab, crossbeam-channel, log
@@ -59,6 +59,7 @@ pub mod protocol;
 pub mod robot;
 pub mod server;
 pub mod signals;
+pub mod systemd;
 
 pub use protocol::Framing;
 pub use robot::{EchoRobot, EmbeddedRobot, Robot, RobotError};

@@ -41,6 +41,9 @@ impl TerminationSignals {
             .spawn(move || {
                 let first = self.wait();
                 log::info!("received {}, shutting down gracefully", signal_name(first));
+                if let Err(e) = crate::systemd::notify("STOPPING=1") {
+                    log::warn!("cannot tell systemd the server is stopping: {e}");
+                }
                 handle.shutdown();
                 let second = self.wait();
                 log::warn!("received {} again, exiting now", signal_name(second));

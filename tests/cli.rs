@@ -333,3 +333,29 @@ fn help_answers_questions_and_bad_flags_are_explained() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown robot"));
 }
+
+#[test]
+fn under_systemd_it_says_when_it_is_ready_and_when_it_stops() {
+    use std::os::unix::net::UnixDatagram;
+    let path = std::env::temp_dir().join(format!("robochat-notify-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let systemd = UnixDatagram::bind(&path).unwrap();
+    systemd
+        .set_read_timeout(Some(common::READ_TIMEOUT))
+        .unwrap();
+    let mut command = Command::new(robochat_bin());
+    command.env("NOTIFY_SOCKET", &path);
+    let mut server = ServeProcess::start_with(command, "127.0.0.1:0", &[]);
+    let mut buf = [0u8; 256];
+    let n = systemd.recv(&mut buf).expect("READY=1 from the server");
+    assert_eq!(&buf[..n], b"READY=1");
+    // Ready means listening: a client is greeted.
+    let mut client = Client::connect(server.addr);
+    server.signal(libc::SIGTERM);
+    let n = systemd.recv(&mut buf).expect("STOPPING=1 from the server");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert!(client.line().contains("shutting down"));
+    client.expect_closed();
+    assert_eq!(server.wait(), Some(0));
+    let _ = std::fs::remove_file(&path);
+}

@@ -216,6 +216,10 @@ pub fn main(parser: lexopt::Parser) -> Result<(), Failure> {
     signals
         .shut_down_on_signal(server.handle())
         .map_err(|e| Failure::Runtime(format!("cannot start the signal thread: {e}")))?;
+    // Listening already (the listener is bound and listening once built): tell systemd.
+    if let Err(e) = robochat::systemd::notify("READY=1") {
+        log::warn!("cannot tell systemd the server is ready: {e}");
+    }
     server
         .run()
         .map_err(|e| Failure::Runtime(format!("the event loop failed: {e}")))?;
