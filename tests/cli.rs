@@ -359,3 +359,37 @@ fn under_systemd_it_says_when_it_is_ready_and_when_it_stops() {
     assert_eq!(server.wait(), Some(0));
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn reuseport_servers_share_one_port_and_both_get_connections() {
+    let first = ServeProcess::start(&["--robot", "echo", "--reuseport", "--greeting", "first"]);
+    let addr = first.addr.to_string();
+    let second = ServeProcess::start_with(
+        Command::new(robochat_bin()),
+        &addr,
+        &["--robot", "echo", "--reuseport", "--greeting", "second"],
+    );
+    assert_eq!(second.addr, first.addr);
+    // The kernel spreads connections by their addresses: over 64 connections both get some
+    // (all 64 going to one would happen once in 2^63 runs).
+    let mut greeted = std::collections::HashSet::new();
+    for i in 0..64 {
+        let mut client = Client::connect_raw(first.addr);
+        let greeting = client.line();
+        assert_eq!(client.ask("u", &format!("{i}")), format!("{i}"));
+        greeted.insert(greeting);
+    }
+    assert_eq!(greeted.len(), 2, "{greeted:?}");
+}
+
+#[test]
+fn without_reuseport_a_taken_port_is_refused_clearly() {
+    let first = ServeProcess::start(&["--robot", "echo"]);
+    let out = Command::new(robochat_bin())
+        .args(["serve", "--listen", &first.addr.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot listen"), "{stderr}");
+}

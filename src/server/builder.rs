@@ -39,6 +39,7 @@ pub(crate) struct Config {
     pub send_timeout: u32,
     pub idle_timeout: u32,
     pub idle_notice: String,
+    pub reuse_port: bool,
 }
 
 /// Builds a [`Server`]: `Server::builder().listen(addr).robot(r).workers(4).build()`.
@@ -75,6 +76,7 @@ impl Default for ServerBuilder {
                 idle_timeout: 0,
                 idle_notice: "你很久没有说话了，再见！Closing this idle connection. Goodbye!"
                     .to_owned(),
+                reuse_port: false,
             },
         }
     }
@@ -176,6 +178,13 @@ impl ServerBuilder {
     /// Default off (zero): idle connections are what this server is for.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.config.idle_timeout = whole_seconds(timeout);
+        self
+    }
+
+    /// Lets other servers (in this process or others) listen on the same port, with the kernel
+    /// spreading new connections over them (`SO_REUSEPORT`): one loop per core. Default off.
+    pub fn reuse_port(mut self, reuse: bool) -> Self {
+        self.config.reuse_port = reuse;
         self
     }
 

@@ -10,6 +10,7 @@
 
 mod builder;
 mod conn;
+mod listen;
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -100,7 +101,7 @@ impl Server {
         let mut last_error = None;
         let mut bound = None;
         for &addr in addrs {
-            match TcpListener::bind(addr) {
+            match listen::listen(addr, config.reuse_port) {
                 Ok(listener) => {
                     bound = Some(listener);
                     break;

@@ -49,6 +49,8 @@ Options:
                            `ERR the robot is busy` [default: 1024]
   --robot-delay MS         Delay every robot reply by MS milliseconds on its worker, to stand in
                            for a slow web robot in load tests [default: 0]
+  --reuseport              Share the port with other robochat processes (SO_REUSEPORT): the
+                           kernel spreads new connections over them, one process per core
   --max-connections N      Connections served at once; one more gets an ERR line and is closed
                            [default: 10000]
   --max-line BYTES         Longest message line; longer lines get an ERR line and are discarded
@@ -94,6 +96,7 @@ struct Options {
     line_timeout_secs: u64,
     send_timeout_secs: u64,
     idle_timeout_secs: u64,
+    reuse_port: bool,
 }
 
 fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
@@ -114,6 +117,7 @@ fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
         line_timeout_secs: 30,
         send_timeout_secs: 30,
         idle_timeout_secs: 0,
+        reuse_port: false,
     };
     while let Some(arg) = parser.next()? {
         match arg {
@@ -144,6 +148,7 @@ fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
             Long("line-timeout") => o.line_timeout_secs = value(&mut parser, "line-timeout")?,
             Long("send-timeout") => o.send_timeout_secs = value(&mut parser, "send-timeout")?,
             Long("idle-timeout") => o.idle_timeout_secs = value(&mut parser, "idle-timeout")?,
+            Long("reuseport") => o.reuse_port = true,
             Long("workers") => o.workers = value(&mut parser, "workers")?,
             Long("queue") => o.queue = value(&mut parser, "queue")?,
             Long("robot-delay") => o.robot_delay_ms = value(&mut parser, "robot-delay")?,
@@ -206,7 +211,8 @@ pub fn main(parser: lexopt::Parser) -> Result<(), Failure> {
         .shutdown_timeout(Duration::from_secs_f64(o.shutdown_timeout_secs))
         .line_timeout(Duration::from_secs(o.line_timeout_secs))
         .send_timeout(Duration::from_secs(o.send_timeout_secs))
-        .idle_timeout(Duration::from_secs(o.idle_timeout_secs));
+        .idle_timeout(Duration::from_secs(o.idle_timeout_secs))
+        .reuse_port(o.reuse_port);
     if let Some(greeting) = o.greeting {
         builder = builder.greeting(greeting);
     }
