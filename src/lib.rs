@@ -56,6 +56,7 @@
 pub mod clock;
 pub mod limits;
 pub mod protocol;
+pub mod proxy_protocol;
 pub mod robot;
 pub mod server;
 pub mod signals;

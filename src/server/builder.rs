@@ -40,6 +40,7 @@ pub(crate) struct Config {
     pub idle_timeout: u32,
     pub idle_notice: String,
     pub reuse_port: bool,
+    pub proxy_protocol: bool,
 }
 
 /// Builds a [`Server`]: `Server::builder().listen(addr).robot(r).workers(4).build()`.
@@ -77,6 +78,7 @@ impl Default for ServerBuilder {
                 idle_notice: "你很久没有说话了，再见！Closing this idle connection. Goodbye!"
                     .to_owned(),
                 reuse_port: false,
+                proxy_protocol: false,
             },
         }
     }
@@ -185,6 +187,15 @@ impl ServerBuilder {
     /// spreading new connections over them (`SO_REUSEPORT`): one loop per core. Default off.
     pub fn reuse_port(mut self, reuse: bool) -> Self {
         self.config.reuse_port = reuse;
+        self
+    }
+
+    /// Requires every connection to start with a PROXY protocol header (v1 or v2), as a load
+    /// balancer such as HAProxy sends with `send-proxy`: the client address it carries is the
+    /// one logged. A missing, malformed or late (past the line timeout) header closes the
+    /// connection. Default off: then such a header is an ordinary (bad) line.
+    pub fn proxy_protocol(mut self, required: bool) -> Self {
+        self.config.proxy_protocol = required;
         self
     }
 

@@ -6,6 +6,7 @@
 //! as they are gone.
 
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
 
 use mio::net::TcpStream;
 
@@ -52,6 +53,10 @@ pub(super) struct Conn {
     pub output_stalled: u32,
     /// When the last complete message (or the connection) came (loop seconds).
     pub last_message: u32,
+    /// With `--proxy-protocol`: the PROXY header has not come yet; nothing else is read.
+    pub awaiting_proxy_header: bool,
+    /// The client's address as a PROXY header gave it (boxed: most connections have none).
+    pub client: Option<Box<SocketAddr>>,
 }
 
 /// "No such time" in the loop-seconds fields of [`Conn`].
@@ -87,6 +92,19 @@ impl Conn {
             line_started: NEVER,
             output_stalled: NEVER,
             last_message: now,
+            awaiting_proxy_header: false,
+            client: None,
+        }
+    }
+
+    /// Who this is, for log lines: the client a PROXY header named, or the socket's peer.
+    pub fn peer_name(&self) -> String {
+        match &self.client {
+            Some(client) => client.to_string(),
+            None => self
+                .socket
+                .peer_addr()
+                .map_or_else(|_| "(peer gone)".to_owned(), |a| a.to_string()),
         }
     }
 
@@ -94,9 +112,10 @@ impl Conn {
     /// behind a lookup or full output are not the client's delay, and legacy-framed clients
     /// have no partial messages.
     pub fn has_partial_line(&self) -> bool {
-        !self.framer.is_legacy()
-            && !self.blocked()
-            && (!self.input.is_empty() || self.framer.is_discarding())
+        self.awaiting_proxy_header
+            || (!self.framer.is_legacy()
+                && !self.blocked()
+                && (!self.input.is_empty() || self.framer.is_discarding()))
     }
 
     /// No further message can be answered now: replies must stay in order behind the lookup in
@@ -122,7 +141,8 @@ impl Conn {
     pub fn finished(&self) -> bool {
         !self.lookup_in_flight
             && self.output.is_empty()
-            && (self.closing || (self.peer_closed && self.input.is_empty()))
+            && (self.closing
+                || (self.peer_closed && (self.input.is_empty() || self.awaiting_proxy_header)))
     }
 
     /// Sends `bytes` after any output already queued, writing straight away when possible so

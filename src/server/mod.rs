@@ -24,6 +24,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::protocol::{encode_error, encode_line, Frame, Framer};
+use crate::proxy_protocol::{self, ProxyHeader, ProxyParse};
 use crate::robot::{call_robot, Job, RobotError, SubmitError, WorkerPool};
 
 use builder::Config;
@@ -423,6 +424,7 @@ impl EventLoop {
         }
         let framer = Framer::new(self.ctx.config.framing, self.ctx.config.max_line);
         let conn = entry.insert(Conn::new(socket, generation, framer, self.ctx.now));
+        conn.awaiting_proxy_header = self.ctx.config.proxy_protocol;
         if let Err(e) = conn.send(&self.greeting) {
             log::info!("connection from {addr} failed: {e}");
             self.close(token);
@@ -460,7 +462,7 @@ impl EventLoop {
             }
             Err(e) => {
                 if !is_disconnect(&e) {
-                    log::info!("connection {} failed: {e}", peer_name(&conn.socket));
+                    log::info!("connection {} failed: {e}", conn.peer_name());
                 }
                 self.close(token);
             }
@@ -572,7 +574,7 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(token) else {
             return;
         };
-        let peer = peer_name(&conn.socket);
+        let peer = conn.peer_name();
         match expired {
             Expired::Line => {
                 log::info!("closed {peer}: an unfinished line for {line_secs} s");
@@ -743,6 +745,7 @@ fn serve_conn(
                 conn.unread_input = false;
                 conn.peer_closed = true;
             }
+            Ok(n) if conn.awaiting_proxy_header => take_proxy_header(conn, &scratch[..n])?,
             Ok(n) => {
                 take_bytes(ctx, conn, token, &scratch[..n]);
                 // A read that did not fill the buffer emptied the socket, and bytes arriving
@@ -766,6 +769,29 @@ fn serve_conn(
     Ok(Progress::Done)
 }
 
+/// Collects the PROXY header that must open the connection (`--proxy-protocol`); what follows
+/// it stays in the input for the framer. A connection without a valid header is an error.
+fn take_proxy_header(conn: &mut Conn, bytes: &[u8]) -> io::Result<()> {
+    conn.input.extend_from_slice(bytes);
+    match proxy_protocol::parse(&conn.input) {
+        ProxyParse::Incomplete => Ok(()),
+        ProxyParse::Done { header, consumed } => {
+            if let ProxyHeader::Proxied { source, .. } = header {
+                log::debug!(
+                    "connection from proxy {} is for client {source}",
+                    conn.peer_name()
+                );
+                conn.client = Some(Box::new(source));
+            }
+            conn.awaiting_proxy_header = false;
+            let input = std::mem::take(&mut conn.input);
+            conn.keep_input(input, consumed);
+            Ok(())
+        }
+        ProxyParse::Invalid(error) => Err(io::Error::new(io::ErrorKind::InvalidData, error)),
+    }
+}
+
 /// Frames and answers freshly read bytes. When nothing is waiting they are framed straight from
 /// the scratch buffer; only what cannot be answered yet is copied into the connection.
 fn take_bytes(ctx: &mut Ctx, conn: &mut Conn, token: Token, bytes: &[u8]) {
@@ -784,7 +810,7 @@ fn answer_waiting(ctx: &mut Ctx, conn: &mut Conn, token: Token) {
         conn.input = Vec::new();
         return;
     }
-    if ctx.draining {
+    if ctx.draining || conn.awaiting_proxy_header {
         return;
     }
     let input = std::mem::take(&mut conn.input);
@@ -961,12 +987,6 @@ fn is_disconnect(e: &io::Error) -> bool {
     )
 }
 
-fn peer_name(socket: &TcpStream) -> String {
-    socket
-        .peer_addr()
-        .map_or_else(|_| "(peer gone)".to_owned(), |a| a.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -989,7 +1009,7 @@ mod tests {
         // Idle connections are what this server holds most of: each is one slab slot of this
         // size (the kernel's socket memory aside). Growing it costs memory at every connection.
         // mio's sockets carry an extra word in debug builds (a check of which poll owns them).
-        let limit = if cfg!(debug_assertions) { 104 } else { 96 };
+        let limit = if cfg!(debug_assertions) { 112 } else { 104 };
         assert!(
             std::mem::size_of::<Conn>() <= limit,
             "Conn grew to {} bytes",

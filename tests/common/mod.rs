@@ -257,10 +257,12 @@ impl ServeProcess {
 
     /// Like [`start`](Self::start), from a prepared command (for limits or environment).
     pub fn start_with(mut command: Command, listen: &str, args: &[&str]) -> ServeProcess {
+        if !command.get_envs().any(|(name, _)| name == "RUST_LOG") {
+            command.env("RUST_LOG", "info");
+        }
         command
             .args(["serve", "--listen", listen])
             .args(args)
-            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

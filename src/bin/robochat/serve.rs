@@ -51,6 +51,9 @@ Options:
                            for a slow web robot in load tests [default: 0]
   --reuseport              Share the port with other robochat processes (SO_REUSEPORT): the
                            kernel spreads new connections over them, one process per core
+  --proxy-protocol         Every connection must start with a PROXY protocol header (v1 or
+                           v2, as HAProxy's send-proxy / send-proxy-v2 sends); the client
+                           address in it is the one logged. Use only behind such a proxy
   --max-connections N      Connections served at once; one more gets an ERR line and is closed
                            [default: 10000]
   --max-line BYTES         Longest message line; longer lines get an ERR line and are discarded
@@ -97,6 +100,7 @@ struct Options {
     send_timeout_secs: u64,
     idle_timeout_secs: u64,
     reuse_port: bool,
+    proxy_protocol: bool,
 }
 
 fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
@@ -118,6 +122,7 @@ fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
         send_timeout_secs: 30,
         idle_timeout_secs: 0,
         reuse_port: false,
+        proxy_protocol: false,
     };
     while let Some(arg) = parser.next()? {
         match arg {
@@ -149,6 +154,7 @@ fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
             Long("send-timeout") => o.send_timeout_secs = value(&mut parser, "send-timeout")?,
             Long("idle-timeout") => o.idle_timeout_secs = value(&mut parser, "idle-timeout")?,
             Long("reuseport") => o.reuse_port = true,
+            Long("proxy-protocol") => o.proxy_protocol = true,
             Long("workers") => o.workers = value(&mut parser, "workers")?,
             Long("queue") => o.queue = value(&mut parser, "queue")?,
             Long("robot-delay") => o.robot_delay_ms = value(&mut parser, "robot-delay")?,
@@ -212,7 +218,8 @@ pub fn main(parser: lexopt::Parser) -> Result<(), Failure> {
         .line_timeout(Duration::from_secs(o.line_timeout_secs))
         .send_timeout(Duration::from_secs(o.send_timeout_secs))
         .idle_timeout(Duration::from_secs(o.idle_timeout_secs))
-        .reuse_port(o.reuse_port);
+        .reuse_port(o.reuse_port)
+        .proxy_protocol(o.proxy_protocol);
     if let Some(greeting) = o.greeting {
         builder = builder.greeting(greeting);
     }
