@@ -653,3 +653,65 @@ fn timeouts_can_be_turned_off() {
     client.send(" done\n");
     assert_eq!(client.line(), "half done");
 }
+
+#[test]
+fn urgent_data_does_not_strand_the_bytes_queued_behind_it() {
+    use std::os::fd::AsRawFd;
+    let gate = GateRobot::default();
+    let server = TestServer::start(
+        Server::builder()
+            .robot(common::LoopGate(gate.clone()))
+            .workers(0),
+    );
+    let mut holder = server.connect();
+    let mut client = server.connect();
+    holder.send("x::wait\n");
+    gate.wait_for_waiting(1); // the loop itself is held inside the robot now
+                              // A message, an urgent (out-of-band) byte, another message: all queued at the server
+                              // before it reads any of them. A read stops short at the urgent byte.
+    let first = b"u::a\nZ";
+    // SAFETY: send on a socket we own, from a live buffer of that length.
+    let sent = unsafe {
+        libc::send(
+            client.stream().as_raw_fd(),
+            first.as_ptr().cast(),
+            first.len(),
+            libc::MSG_OOB,
+        )
+    };
+    assert_eq!(sent, first.len() as isize);
+    client.send("u::b\n");
+    gate.open();
+    assert_eq!(holder.line(), "echo: wait");
+    assert_eq!(client.line(), "echo: a");
+    assert_eq!(
+        client.line(),
+        "echo: b",
+        "the bytes after the urgent one were never read"
+    );
+}
+
+#[test]
+fn the_idle_clock_restarts_when_a_slow_answer_is_delivered() {
+    let gate = GateRobot::default();
+    let server = TestServer::start(
+        Server::builder()
+            .robot(gate.clone())
+            .idle_timeout(Duration::from_secs(2)),
+    );
+    let mut client = server.connect();
+    client.send("bob::wait for a slow answer\n");
+    gate.wait_for_waiting(1);
+    // Longer than the idle timeout, while the lookup is in flight (which must not count).
+    std::thread::sleep(Duration::from_millis(4000));
+    gate.open();
+    assert_eq!(client.line(), "echo: wait for a slow answer");
+    // Timeouts are checked every second: had the idle clock kept running from the question,
+    // the goodbye would come within a second of the answer. It must not.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        !client.has_pending_input(),
+        "said goodbye right after answering"
+    );
+    assert_eq!(client.ask("bob", "thanks"), "echo: thanks");
+}

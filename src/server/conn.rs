@@ -40,9 +40,9 @@ pub(super) struct Conn {
     pub closing: bool,
     /// Our side is shut down; input is discarded until the client closes too.
     pub lingering: bool,
-    /// The poll reported that the client closed its side (or an error): read to the end
-    /// rather than stopping at a short read.
-    pub hangup_seen: bool,
+    /// The poll reported a hang-up, an error or urgent data: read until `WouldBlock` rather
+    /// than stopping at a short read, which these can cause with bytes still queued.
+    pub read_to_wouldblock: bool,
     /// The connection is in the loop's list of connections with timers.
     pub has_timers: bool,
     /// A write since the timers last looked: the client is taking its replies.
@@ -86,7 +86,7 @@ impl Conn {
             peer_closed: false,
             closing: false,
             lingering: false,
-            hangup_seen: false,
+            read_to_wouldblock: false,
             has_timers: false,
             output_moved: false,
             line_started: NEVER,

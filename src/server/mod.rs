@@ -294,10 +294,16 @@ impl EventLoop {
                     LISTENER => self.accept(),
                     WAKER => self.take_completions(),
                     token => {
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                        if event.is_readable()
+                            || event.is_read_closed()
+                            || event.is_error()
+                            || event.is_priority()
+                        {
                             if let Some(conn) = self.conn_mut(token) {
                                 conn.unread_input = true;
-                                conn.hangup_seen |= event.is_read_closed() || event.is_error();
+                                conn.read_to_wouldblock |= event.is_read_closed()
+                                    || event.is_error()
+                                    || event.is_priority();
                             }
                         }
                         self.serve(token);
@@ -413,7 +419,9 @@ impl EventLoop {
         if let Err(e) = self.poll.registry().register(
             &mut socket,
             token,
-            Interest::READABLE | Interest::WRITABLE,
+            // PRIORITY: a read stops short before urgent (out-of-band) data even though more
+            // bytes are queued, so such a connection must be read until `WouldBlock`.
+            Interest::READABLE | Interest::WRITABLE | Interest::PRIORITY,
         ) {
             log::warn!("cannot watch the connection from {addr}: {e}");
             return;
@@ -625,6 +633,8 @@ impl EventLoop {
                 continue;
             };
             conn.lookup_in_flight = false;
+            // The idle clock starts again when the answer is delivered, not when it was asked.
+            conn.last_message = self.ctx.now;
             self.ctx.lookups_in_flight -= 1;
             if !conn.closing {
                 push_answer(conn, completion.result, self.ctx.config.max_reply);
@@ -750,9 +760,10 @@ fn serve_conn(
                 take_bytes(ctx, conn, token, &scratch[..n]);
                 // A read that did not fill the buffer emptied the socket, and bytes arriving
                 // later raise a new event (as tokio also relies on with epoll and kqueue): no
-                // need for the read that would say WouldBlock. Except after a hang-up, whose
-                // event may have come with these bytes: then read on to the end of the stream.
-                if n < scratch.len() && !conn.hangup_seen {
+                // need for the read that would say WouldBlock. Except after a hang-up (its
+                // event may have come with these bytes) or urgent data (a read stops short
+                // before it): then read on until WouldBlock.
+                if n < scratch.len() && !conn.read_to_wouldblock {
                     conn.unread_input = false;
                     conn.burst_ended = true;
                 }
@@ -904,7 +915,10 @@ fn cut_to_chars(text: &str, max: usize) -> &str {
 /// Whether a connection's timeouts still run (`Ok(true)`), have all stopped (`Ok(false)`), or
 /// one has run out.
 fn timer_verdict(conn: &Conn, now: u32, config: &Config) -> Result<bool, Expired> {
-    let ran_out = |since: u32, secs: u32| since != NEVER && now.saturating_sub(since) >= secs;
+    // Whole seconds, cut down: `since` may be up to a second later than it says, so a timeout
+    // runs out only when more than `secs` whole seconds have passed (never early; at most two
+    // seconds late, counting the sweep).
+    let ran_out = |since: u32, secs: u32| since != NEVER && now.saturating_sub(since) > secs;
     if conn.lingering {
         return Ok(false);
     }

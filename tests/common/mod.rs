@@ -235,6 +235,24 @@ impl Robot for GateRobot {
     }
 }
 
+/// A [`GateRobot`] that claims never to block, so that it runs on the event loop itself
+/// (`workers(0)`): a `wait` message then holds the whole loop until the gate opens.
+pub struct LoopGate(pub GateRobot);
+
+impl Robot for LoopGate {
+    fn name(&self) -> &str {
+        "loop-gate"
+    }
+
+    fn reply(&self, user: &str, text: &str) -> Result<String, RobotError> {
+        self.0.reply(user, text)
+    }
+
+    fn never_blocks(&self) -> bool {
+        true
+    }
+}
+
 /// The `robochat` binary built for these tests.
 pub fn robochat_bin() -> &'static str {
     env!("CARGO_BIN_EXE_robochat")

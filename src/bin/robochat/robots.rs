@@ -138,5 +138,8 @@ fn tuling_key() -> Result<String, Failure> {
 
 #[cfg(feature = "http")]
 fn env_value(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
