@@ -42,7 +42,9 @@
 //!
 //! - [`protocol`]: the framer (bytes → messages, with the line limit and the tutorial-client
 //!   rule) and reply encoding. Pure: no I/O.
-//! - [`server`]: the event loop, the per-connection state, and the builder.
+//! - [`proxy_protocol`]: the PROXY protocol header parser, for servers behind a load balancer.
+//!   Pure too.
+//! - [`server`]: the event loop, the per-connection state, timeouts, and the builder.
 //! - [`robot`]: the [`Robot`] trait, the embedded and echo robots, fallback chains, the web
 //!   robots (feature `http`), and the worker pool.
 //! - [`limits`], [`signals`] and [`systemd`]: process set-up for a server binary (open-file

@@ -11,6 +11,7 @@
 mod builder;
 mod conn;
 mod listen;
+mod timers;
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -242,13 +243,6 @@ struct EventLoop {
     /// timeout). Only these are checked, once a second; idle connections cost nothing.
     timed: Vec<Token>,
     next_sweep: Option<Instant>,
-}
-
-/// A timeout that ran out.
-enum Expired {
-    Line,
-    Send,
-    Idle,
 }
 
 enum Phase {
@@ -495,113 +489,6 @@ impl EventLoop {
         self.lingering
             .push_back((token, Instant::now() + LINGER_TIMEOUT));
         self.serve(token); // discard what has already arrived
-    }
-
-    /// Starts, restarts or stops the connection's timeouts after it was served, and makes sure
-    /// the sweep will look at it while any runs.
-    fn track_timers(&mut self, token: Token) {
-        let now = self.ctx.now;
-        let config = &self.ctx.config;
-        let (line_on, send_on, idle_on) = (
-            config.line_timeout > 0,
-            config.send_timeout > 0,
-            config.idle_timeout > 0,
-        );
-        let Some(conn) = self.conn_mut(token) else {
-            return;
-        };
-        if conn.lingering {
-            return; // it has its own deadline
-        }
-        if line_on && conn.has_partial_line() {
-            if conn.line_started == NEVER {
-                conn.line_started = now;
-            }
-        } else {
-            conn.line_started = NEVER;
-        }
-        let moved = std::mem::take(&mut conn.output_moved);
-        if send_on && !conn.output.is_empty() {
-            if moved || conn.output_stalled == NEVER {
-                conn.output_stalled = now;
-            }
-        } else {
-            conn.output_stalled = NEVER;
-        }
-        let running = conn.line_started != NEVER || conn.output_stalled != NEVER || idle_on;
-        if running && !conn.has_timers {
-            conn.has_timers = true;
-            self.timed.push(token);
-            if self.next_sweep.is_none() {
-                self.next_sweep = Some(Instant::now() + TIMER_SWEEP);
-            }
-        }
-    }
-
-    /// Checks the connections that have a timeout running, and acts on those that ran out.
-    fn sweep_timers(&mut self) {
-        let now = self.ctx.now;
-        let mut i = 0;
-        while i < self.timed.len() {
-            let token = self.timed[i];
-            let (key, generation) = split_token(token);
-            let verdict = self
-                .conns
-                .get(key)
-                .filter(|conn| same_generation(conn, generation))
-                .map(|conn| timer_verdict(conn, now, &self.ctx.config));
-            match verdict {
-                Some(Ok(true)) => i += 1,
-                Some(Ok(false)) | None => {
-                    self.timed.swap_remove(i);
-                    if let Some(conn) = self.conn_mut(token) {
-                        conn.has_timers = false;
-                    }
-                }
-                Some(Err(expired)) => {
-                    self.timed.swap_remove(i);
-                    if let Some(conn) = self.conn_mut(token) {
-                        conn.has_timers = false;
-                    }
-                    self.time_out(token, expired);
-                }
-            }
-        }
-        self.next_sweep = if self.timed.is_empty() {
-            None
-        } else {
-            Some(Instant::now() + TIMER_SWEEP)
-        };
-    }
-
-    fn time_out(&mut self, token: Token, expired: Expired) {
-        let config = &self.ctx.config;
-        let (line_secs, send_secs) = (config.line_timeout, config.send_timeout);
-        let mut notice = Vec::new();
-        encode_line(&mut notice, &config.idle_notice);
-        let Some(conn) = self.conn_mut(token) else {
-            return;
-        };
-        let peer = conn.peer_name();
-        match expired {
-            Expired::Line => {
-                log::info!("closed {peer}: an unfinished line for {line_secs} s");
-                self.close(token);
-            }
-            Expired::Send => {
-                log::info!("closed {peer}: its replies went unread for {send_secs} s");
-                self.close(token);
-            }
-            Expired::Idle => {
-                conn.closing = true;
-                match conn.send(&notice) {
-                    Ok(()) if conn.finished() => self.finish(token),
-                    // The notice waits for the client to read it (under the send timeout).
-                    Ok(()) => self.track_timers(token),
-                    Err(_) => self.close(token),
-                }
-            }
-        }
     }
 
     fn expire_lingering(&mut self) {
@@ -910,29 +797,6 @@ fn cut_to_chars(text: &str, max: usize) -> &str {
     text.char_indices()
         .nth(max)
         .map_or(text, |(end, _)| &text[..end])
-}
-
-/// Whether a connection's timeouts still run (`Ok(true)`), have all stopped (`Ok(false)`), or
-/// one has run out.
-fn timer_verdict(conn: &Conn, now: u32, config: &Config) -> Result<bool, Expired> {
-    // Whole seconds, cut down: `since` may be up to a second later than it says, so a timeout
-    // runs out only when more than `secs` whole seconds have passed (never early; at most two
-    // seconds late, counting the sweep).
-    let ran_out = |since: u32, secs: u32| since != NEVER && now.saturating_sub(since) > secs;
-    if conn.lingering {
-        return Ok(false);
-    }
-    if config.line_timeout > 0 && ran_out(conn.line_started, config.line_timeout) {
-        return Err(Expired::Line);
-    }
-    if config.send_timeout > 0 && ran_out(conn.output_stalled, config.send_timeout) {
-        return Err(Expired::Send);
-    }
-    let idle_on = config.idle_timeout > 0 && !conn.closing;
-    if idle_on && !conn.lookup_in_flight && ran_out(conn.last_message, config.idle_timeout) {
-        return Err(Expired::Idle);
-    }
-    Ok(conn.line_started != NEVER || conn.output_stalled != NEVER || idle_on)
 }
 
 /// `now + timeout`, or a day from now for timeouts too large to add.
