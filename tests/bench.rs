@@ -263,3 +263,40 @@ fn bad_flags_are_usage_errors() {
         assert!(text.contains(flag), "--help does not mention {flag}");
     }
 }
+
+#[test]
+fn connections_can_come_from_several_source_addresses() {
+    let server = ServeProcess::start(&["--robot", "echo"]);
+    let addr = server.addr.to_string();
+    let json = json_of(&bench(&[
+        "--connect",
+        &addr,
+        "--connections",
+        "4",
+        "--idle",
+        "6",
+        "--source-ip",
+        "127.0.0.2,127.0.0.3",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0.1",
+        "--json",
+    ]));
+    assert!(number(&json, "messages") > 0.0, "{json}");
+    assert_eq!(number(&json, "errors"), 0.0, "{json}");
+    assert_eq!(number(&json, "connect_failures"), 0.0, "{json}");
+    let output = bench(&[
+        "--connect",
+        &addr,
+        "--source-ip",
+        "::1",
+        "--duration",
+        "0.1",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "an IPv6 source for an IPv4 server is refused"
+    );
+}

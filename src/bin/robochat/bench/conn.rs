@@ -6,11 +6,13 @@
 
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use super::options::Framing;
 
@@ -74,10 +76,16 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Starts a non-blocking connect and registers the socket under `token`.
-    pub fn connect(addr: SocketAddr, registry: &Registry, token: Token) -> io::Result<Conn> {
+    /// Starts a non-blocking connect to `target` (the `n`th connection: it picks the source
+    /// address) and registers the socket under `token`.
+    pub fn connect(
+        target: &Target,
+        n: usize,
+        registry: &Registry,
+        token: Token,
+    ) -> io::Result<Conn> {
         let started = Instant::now();
-        let mut stream = TcpStream::connect(addr)?;
+        let mut stream = target.connect(n)?;
         // Writable too: a short write resumes on the edge when the socket drains.
         registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
         Ok(Conn {
@@ -246,5 +254,38 @@ impl Conn {
             connecting,
             lost,
         });
+    }
+}
+
+/// Where the connections go, and from which local addresses.
+#[derive(Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    /// Local addresses to connect from, in turn (`--source-ip`); empty: the system chooses.
+    /// Each address has its own range of ephemeral ports, so several of them allow more
+    /// connections to one server address than one does (about 28,000 each).
+    pub sources: Arc<[IpAddr]>,
+}
+
+impl Target {
+    fn connect(&self, n: usize) -> io::Result<TcpStream> {
+        if self.sources.is_empty() {
+            return TcpStream::connect(self.addr);
+        }
+        let source = self.sources[n % self.sources.len()];
+        let socket = Socket::new(
+            Domain::for_address(self.addr),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&SocketAddr::new(source, 0).into())?;
+        match socket.connect(&self.addr.into()) {
+            Ok(()) => {}
+            // Non-blocking: the connect finishes later, and the socket turns writable.
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(TcpStream::from_std(socket.into()))
     }
 }

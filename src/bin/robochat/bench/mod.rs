@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use robochat::limits::raise_open_file_limit;
 
 use crate::args::Failure;
+use conn::Target;
 use memory::Readings;
 use options::Options;
 use progress::{Phase, Progress, Reporter};
@@ -44,6 +45,19 @@ pub fn main(parser: lexopt::Parser) -> Result<(), Failure> {
         return Ok(());
     };
     let addr = resolve(&o.connect)?;
+    if let Some(ip) = o
+        .source_ips
+        .iter()
+        .find(|ip| ip.is_ipv4() != addr.is_ipv4())
+    {
+        return Err(Failure::Usage(format!(
+            "--source-ip {ip} is not of the same family as --connect {addr}"
+        )));
+    }
+    let target = Target {
+        addr,
+        sources: o.source_ips.clone().into(),
+    };
     check_open_files(&o)?;
     let mut memory = match o.server_pid {
         Some(pid) => Some(Readings {
@@ -62,7 +76,7 @@ pub fn main(parser: lexopt::Parser) -> Result<(), Failure> {
     let reporter = (!o.json).then(|| Reporter::start(progress.clone(), o.idle + o.connections));
     let message: Arc<[u8]> = o.wire_message().into();
     let new_worker = || {
-        Worker::new(addr, o.framing, message.clone(), progress.clone())
+        Worker::new(target.clone(), o.framing, message.clone(), progress.clone())
             .map_err(|e| Failure::Runtime(format!("cannot create an event loop: {e}")))
     };
 

@@ -36,6 +36,10 @@ Options:
                              and idle-round messages in flight at once, so the server's listen
                              backlog is not overrun [default: 256]. One address takes about
                              28000 connections from one client address (the ephemeral ports).
+  --source-ip ADDR[,ADDR]   Connect from these local addresses, in turn (such as
+                             127.0.0.2,127.0.0.3): each has its own ephemeral ports, so several
+                             allow more connections to one server address than one does
+                             [default: the system chooses]
   --server-pid PID           Read the server's resident memory (VmRSS, Linux) before, after the
                              idle connections open, after the idle-message round, and at the end
   --json                     Print one JSON object instead of the table, and no progress
@@ -121,6 +125,7 @@ pub struct Options {
     pub framing: Framing,
     pub threads: usize,
     pub connect_concurrency: usize,
+    pub source_ips: Vec<std::net::IpAddr>,
     pub server_pid: Option<u32>,
     pub json: bool,
 }
@@ -156,6 +161,7 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
         framing: Framing::Line,
         threads: 0, // 0: chosen from --connections below
         connect_concurrency: 256,
+        source_ips: Vec::new(),
         server_pid: None,
         json: false,
     };
@@ -177,6 +183,14 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
             }
             Long("server-pid") => o.server_pid = Some(value(&mut parser, "server-pid")?),
             Long("json") => o.json = true,
+            Long("source-ip") => {
+                let list: String = value(&mut parser, "source-ip")?;
+                for ip in list.split(',') {
+                    o.source_ips.push(ip.trim().parse().map_err(|e| {
+                        Failure::Usage(format!("invalid address '{ip}' for --source-ip: {e}"))
+                    })?);
+                }
+            }
             Short('h') | Long("help") => {
                 print_text(HELP);
                 return Ok(None);

@@ -3,14 +3,13 @@
 
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
 
-use super::conn::{Conn, End, Incoming, Stage};
+use super::conn::{Conn, End, Incoming, Stage, Target};
 use super::options::Framing;
 use super::progress::Progress;
 use super::stats::Stats;
@@ -71,7 +70,7 @@ pub struct Worker {
     scratch: Box<[u8]>,
     /// What the connection being handled produced, handled in order.
     incoming: VecDeque<Incoming>,
-    addr: SocketAddr,
+    target: Target,
     framing: Framing,
     message: Arc<[u8]>,
     mode: Mode,
@@ -91,7 +90,7 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(
-        addr: SocketAddr,
+        target: Target,
         framing: Framing,
         message: Arc<[u8]>,
         progress: Arc<Progress>,
@@ -103,7 +102,7 @@ impl Worker {
             conns: Vec::new(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             incoming: VecDeque::new(),
-            addr,
+            target,
             framing,
             message,
             mode: Mode::Opening,
@@ -271,7 +270,7 @@ impl Worker {
     /// Starts one connect; returns its index, or counts the failure.
     fn start_connect(&mut self) -> Option<usize> {
         let index = self.conns.len();
-        match Conn::connect(self.addr, self.poll.registry(), Token(index)) {
+        match Conn::connect(&self.target, index, self.poll.registry(), Token(index)) {
             Ok(conn) => {
                 self.conns.push(conn);
                 self.connecting += 1;
