@@ -393,3 +393,19 @@ fn without_reuseport_a_taken_port_is_refused_clearly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot listen"), "{stderr}");
 }
+
+#[test]
+fn with_two_loops_both_serve_clients() {
+    let mut command = Command::new(robochat_bin());
+    command.env("RUST_LOG", "debug");
+    let server =
+        ServeProcess::start_with(command, "127.0.0.1:0", &["--robot", "echo", "--loops", "2"]);
+    // The kernel spreads connections over the two listeners by their addresses: over 64, both
+    // loops get some (all on one would happen once in 2^63 runs).
+    for i in 0..64 {
+        let mut client = Client::connect(server.addr);
+        assert_eq!(client.ask("u", &format!("{i}")), format!("{i}"));
+    }
+    server.wait_for_log("loop 0 accepted");
+    server.wait_for_log("loop 1 accepted");
+}

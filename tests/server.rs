@@ -715,3 +715,34 @@ fn the_idle_clock_restarts_when_a_slow_answer_is_delivered() {
     );
     assert_eq!(client.ask("bob", "thanks"), "echo: thanks");
 }
+
+#[test]
+fn two_loops_share_the_pool_and_every_reply_reaches_its_client() {
+    let server = TestServer::start(Server::builder().robot(EchoRobot).workers(3).loops(2));
+    let mut clients: Vec<Client> = (0..40).map(|_| server.connect()).collect();
+    for round in 0..5 {
+        for (i, client) in clients.iter_mut().enumerate() {
+            client.send(format!("u{i}::client {i} round {round}\n"));
+        }
+        for (i, client) in clients.iter_mut().enumerate() {
+            assert_eq!(client.line(), format!("client {i} round {round}"));
+        }
+    }
+}
+
+#[test]
+fn max_connections_counts_the_connections_of_every_loop() {
+    let server = TestServer::start(
+        Server::builder()
+            .robot(EchoRobot)
+            .loops(2)
+            .max_connections(3),
+    );
+    let mut admitted: Vec<Client> = (0..3).map(|_| server.connect()).collect();
+    let mut refused = Client::connect_raw(server.addr);
+    assert!(refused.line().contains("full"));
+    refused.expect_closed();
+    for client in &mut admitted {
+        assert_eq!(client.ask("u", "in"), "in");
+    }
+}

@@ -16,7 +16,7 @@ use std::fmt;
 pub use chain::FallbackChain;
 pub use echo::EchoRobot;
 pub use embedded::{EmbeddedRobot, RulesError};
-pub use pool::{Completion, Job, SubmitError, WorkerPool};
+pub use pool::{Completion, Completions, Job, SubmitError, WorkerPool};
 
 /// Something that answers chat messages.
 ///

@@ -1,9 +1,11 @@
 //! The worker pool: a fixed set of threads that call the robot, so the event loop never waits.
 //!
 //! Jobs go in through a bounded channel (a full channel is the server's "robot is busy"); answers
-//! come back through an unbounded one, and the loop is woken through its `mio::Waker`. Wakes are
-//! merged: a worker only wakes the loop if no wake is already pending, and the loop takes every
-//! completion there is on each wake, so a burst of answers costs one wake-up, not one per answer.
+//! go back to the event loop that asked ([`Job::origin`]: a server may run several loops) through
+//! that loop's own unbounded channel, and the loop is woken through its `mio::Waker`. Wakes are
+//! merged: a worker only wakes a loop if no wake is already pending there, and the loop takes
+//! every completion there is on each wake, so a burst of answers costs one wake-up, not one per
+//! answer.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,6 +22,8 @@ use super::{call_robot, Robot, RobotError};
 pub struct Job {
     /// Identifies who asked (the server packs the connection's slab key and generation in it).
     pub ticket: u64,
+    /// Which event loop gets the answer: an index into the wakers the pool was started with.
+    pub origin: usize,
     /// The username.
     pub user: String,
     /// The message text.
@@ -44,47 +48,68 @@ pub enum SubmitError {
     Closed(Job),
 }
 
-/// A fixed pool of robot worker threads.
+/// A fixed pool of robot worker threads. Clones share the same workers and queue; the workers
+/// end when the last clone is dropped.
+#[derive(Clone)]
 pub struct WorkerPool {
     jobs: Sender<Job>,
-    completions: Receiver<Completion>,
-    wake_pending: Arc<AtomicBool>,
     workers: usize,
 }
 
+/// One event loop's side of the pool: where its answers arrive.
+pub struct Completions {
+    receiver: Receiver<Completion>,
+    wake_pending: Arc<AtomicBool>,
+}
+
+/// Where a worker delivers the answers for one loop.
+struct Route {
+    done: Sender<Completion>,
+    waker: Arc<Waker>,
+    wake_pending: Arc<AtomicBool>,
+}
+
 impl WorkerPool {
-    /// Starts `workers` threads calling `robot`, with room for `queue` jobs waiting for a worker.
-    /// Each reply is held back by `delay` (zero for none), a stand-in for a slow robot in tests
-    /// and load tests.
+    /// Starts `workers` threads calling `robot`, with room for `queue` jobs waiting for a worker,
+    /// answering the loops woken by `wakers` (a job's `origin` indexes them). Each reply is held
+    /// back by `delay` (zero for none), a stand-in for a slow robot in tests and load tests.
+    /// Returns the pool and, for each waker in order, where that loop's answers arrive.
     pub fn start(
         robot: Arc<dyn Robot>,
         workers: usize,
         queue: usize,
         delay: Duration,
-        waker: Arc<Waker>,
-    ) -> std::io::Result<Self> {
+        wakers: Vec<Arc<Waker>>,
+    ) -> std::io::Result<(Self, Vec<Completions>)> {
         let (jobs, job_rx) = crossbeam_channel::bounded::<Job>(queue);
-        let (done_tx, completions) = crossbeam_channel::unbounded();
-        let wake_pending = Arc::new(AtomicBool::new(false));
+        let mut routes = Vec::with_capacity(wakers.len());
+        let mut completions = Vec::with_capacity(wakers.len());
+        for waker in wakers {
+            let (done, receiver) = crossbeam_channel::unbounded();
+            let wake_pending = Arc::new(AtomicBool::new(false));
+            routes.push(Route {
+                done,
+                waker,
+                wake_pending: Arc::clone(&wake_pending),
+            });
+            completions.push(Completions {
+                receiver,
+                wake_pending,
+            });
+        }
+        let routes: Arc<[Route]> = routes.into();
         for index in 0..workers {
             let worker = Worker {
                 robot: Arc::clone(&robot),
                 jobs: job_rx.clone(),
-                done: done_tx.clone(),
-                waker: Arc::clone(&waker),
-                wake_pending: Arc::clone(&wake_pending),
+                routes: Arc::clone(&routes),
                 delay,
             };
             thread::Builder::new()
                 .name(format!("robochat-worker-{index}"))
                 .spawn(move || worker.run())?;
         }
-        Ok(WorkerPool {
-            jobs,
-            completions,
-            wake_pending,
-            workers,
-        })
+        Ok((WorkerPool { jobs, workers }, completions))
     }
 
     /// Queues a job without waiting.
@@ -99,13 +124,15 @@ impl WorkerPool {
     pub fn workers(&self) -> usize {
         self.workers
     }
+}
 
+impl Completions {
     /// Takes every completion that has arrived. Call it on each wake of the loop's waker.
-    pub fn take_completions(&self) -> impl Iterator<Item = Completion> + '_ {
+    pub fn take(&self) -> impl Iterator<Item = Completion> + '_ {
         // Clear the flag before draining: a completion sent after this point either is drained
         // below or finds the flag clear and wakes the loop again. No answer is ever stranded.
         self.wake_pending.swap(false, Ordering::SeqCst);
-        std::iter::from_fn(move || self.completions.try_recv().ok())
+        std::iter::from_fn(move || self.receiver.try_recv().ok())
     }
 }
 
@@ -113,9 +140,7 @@ impl WorkerPool {
 struct Worker {
     robot: Arc<dyn Robot>,
     jobs: Receiver<Job>,
-    done: Sender<Completion>,
-    waker: Arc<Waker>,
-    wake_pending: Arc<AtomicBool>,
+    routes: Arc<[Route]>,
     delay: Duration,
 }
 
@@ -126,19 +151,23 @@ impl Worker {
                 thread::sleep(self.delay);
             }
             let result = call_robot(&*self.robot, &job.user, &job.text);
+            let Some(route) = self.routes.get(job.origin) else {
+                log::error!("a robot job came from an unknown event loop {}", job.origin);
+                continue;
+            };
             let completion = Completion {
                 ticket: job.ticket,
                 result,
             };
-            if self.done.send(completion).is_err() {
-                return; // the server is gone
+            if route.done.send(completion).is_err() {
+                continue; // that loop is gone (shutting down); others may still want answers
             }
-            if !self.wake_pending.swap(true, Ordering::SeqCst) {
-                if let Err(e) = self.waker.wake() {
+            if !route.wake_pending.swap(true, Ordering::SeqCst) {
+                if let Err(e) = route.waker.wake() {
                     log::error!("worker could not wake the event loop: {e}");
                     // Let the next completion try again rather than wait for a wake that
                     // never comes.
-                    self.wake_pending.store(false, Ordering::SeqCst);
+                    route.wake_pending.store(false, Ordering::SeqCst);
                 }
             }
         }
@@ -155,10 +184,12 @@ mod tests {
     fn every_job_is_answered_and_the_loop_is_woken() {
         let mut poll = Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), Token(7)).unwrap());
-        let pool = WorkerPool::start(Arc::new(EchoRobot), 3, 100, Duration::ZERO, waker).unwrap();
+        let (pool, completions) =
+            WorkerPool::start(Arc::new(EchoRobot), 3, 100, Duration::ZERO, vec![waker]).unwrap();
         for i in 0..50 {
             pool.submit(Job {
                 ticket: i,
+                origin: 0,
                 user: "u".into(),
                 text: format!("m{i}"),
             })
@@ -170,7 +201,7 @@ mod tests {
             poll.poll(&mut events, Some(Duration::from_secs(10)))
                 .unwrap();
             assert!(!events.is_empty(), "no wake within 10 s");
-            answered.extend(pool.take_completions());
+            answered.extend(completions[0].take());
         }
         answered.sort_by_key(|c| c.ticket);
         for (i, c) in answered.iter().enumerate() {
@@ -203,9 +234,11 @@ mod tests {
         let (started, started_rx) = crossbeam_channel::unbounded();
         let (release_tx, release) = crossbeam_channel::unbounded();
         let robot = Arc::new(Blocking { started, release });
-        let pool = WorkerPool::start(robot, 1, 2, Duration::ZERO, waker).unwrap();
+        let (pool, _completions) =
+            WorkerPool::start(robot, 1, 2, Duration::ZERO, vec![waker]).unwrap();
         let job = |i| Job {
             ticket: i,
+            origin: 0,
             user: "u".into(),
             text: "t".into(),
         };

@@ -11,6 +11,8 @@ use crate::robot::{EmbeddedRobot, Robot};
 
 use super::Server;
 
+/// The most event loops a server may run.
+pub const MAX_LOOPS: usize = 256;
 /// The most worker threads a server may start.
 pub const MAX_WORKERS: usize = 4096;
 /// The longest robot queue, in jobs.
@@ -41,6 +43,7 @@ pub(crate) struct Config {
     pub idle_notice: String,
     pub reuse_port: bool,
     pub proxy_protocol: bool,
+    pub loops: usize,
 }
 
 /// Builds a [`Server`]: `Server::builder().listen(addr).robot(r).workers(4).build()`.
@@ -79,6 +82,7 @@ impl Default for ServerBuilder {
                     .to_owned(),
                 reuse_port: false,
                 proxy_protocol: false,
+                loops: 1,
             },
         }
     }
@@ -199,6 +203,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Event loops (default 1), each a thread with its own listener on the shared port
+    /// (`SO_REUSEPORT`), sharing the worker pool: one loop per core. `max_connections` counts
+    /// the connections of all loops together.
+    pub fn loops(mut self, loops: usize) -> Self {
+        self.config.loops = loops;
+        self
+    }
+
     /// How long a shutdown waits for robot lookups in flight before closing (default 5 s).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.config.shutdown_timeout = timeout;
@@ -222,6 +234,11 @@ impl ServerBuilder {
             return Err(BuildError::Config(
                 "a robot delay needs at least one worker".into(),
             ));
+        }
+        if !(1..=MAX_LOOPS).contains(&config.loops) {
+            return Err(BuildError::Config(format!(
+                "loops must be between 1 and {MAX_LOOPS}"
+            )));
         }
         if config.workers > MAX_WORKERS {
             return Err(BuildError::Config(format!(

@@ -16,8 +16,9 @@ mod timers;
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
@@ -26,7 +27,7 @@ use slab::Slab;
 
 use crate::protocol::{encode_error, encode_line, Frame, Framer};
 use crate::proxy_protocol::{self, ProxyHeader, ProxyParse};
-use crate::robot::{call_robot, Job, RobotError, SubmitError, WorkerPool};
+use crate::robot::{call_robot, Completions, Job, RobotError, SubmitError, WorkerPool};
 
 use builder::Config;
 pub use builder::{BuildError, ServerBuilder, DEFAULT_GREETING};
@@ -65,19 +66,25 @@ const TIMER_SWEEP: Duration = Duration::from_secs(1);
 
 /// A chat-robot server, bound and ready to [`run`](Server::run).
 pub struct Server {
-    poll: Poll,
-    listener: TcpListener,
+    /// One per event loop (`loops`), each with its own listener on the shared port.
+    loops: Vec<LoopParts>,
     local_addr: SocketAddr,
-    waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
     config: Config,
-    pool: Option<WorkerPool>,
+    pool: Option<(WorkerPool, Vec<Completions>)>,
+}
+
+/// What one event loop owns before it runs.
+struct LoopParts {
+    poll: Poll,
+    listener: TcpListener,
+    waker: Arc<Waker>,
 }
 
 /// Stops a running server from another thread. Cheap to clone.
 #[derive(Clone)]
 pub struct ServerHandle {
-    waker: Arc<Waker>,
+    wakers: Arc<[Arc<Waker>]>,
     stop: Arc<AtomicBool>,
 }
 
@@ -87,8 +94,10 @@ impl ServerHandle {
     /// close. [`Server::run`] then returns.
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Err(e) = self.waker.wake() {
-            log::error!("cannot wake the event loop to shut down: {e}");
+        for waker in self.wakers.iter() {
+            if let Err(e) = waker.wake() {
+                log::error!("cannot wake an event loop to shut down: {e}");
+            }
         }
     }
 }
@@ -99,7 +108,9 @@ impl Server {
         ServerBuilder::default()
     }
 
-    fn bind(addrs: &[SocketAddr], config: Config) -> Result<Server, BuildError> {
+    fn bind(addrs: &[SocketAddr], mut config: Config) -> Result<Server, BuildError> {
+        // Several loops share the port the way several processes do.
+        config.reuse_port |= config.loops > 1;
         let mut last_error = None;
         let mut bound = None;
         for &addr in addrs {
@@ -111,15 +122,19 @@ impl Server {
                 Err(error) => last_error = Some(BuildError::Bind { addr, error }),
             }
         }
-        let Some(mut listener) = bound else {
+        let Some(first) = bound else {
             return Err(last_error
                 .unwrap_or_else(|| BuildError::Address("the name has no addresses".into())));
         };
-        let local_addr = listener.local_addr()?;
-        let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let local_addr = first.local_addr()?;
+        let mut loops = vec![LoopParts::new(first)?];
+        for _ in 1..config.loops {
+            let listener = listen::listen(local_addr, true).map_err(|error| BuildError::Bind {
+                addr: local_addr,
+                error,
+            })?;
+            loops.push(LoopParts::new(listener)?);
+        }
         let pool = if config.workers == 0 {
             None
         } else {
@@ -128,14 +143,12 @@ impl Server {
                 config.workers,
                 config.queue,
                 config.robot_delay,
-                Arc::clone(&waker),
+                loops.iter().map(|l| Arc::clone(&l.waker)).collect(),
             )?)
         };
         Ok(Server {
-            poll,
-            listener,
+            loops,
             local_addr,
-            waker,
             stop: Arc::new(AtomicBool::new(false)),
             config,
             pool,
@@ -150,67 +163,98 @@ impl Server {
     /// A handle that stops the server from another thread.
     pub fn handle(&self) -> ServerHandle {
         ServerHandle {
-            waker: Arc::clone(&self.waker),
+            wakers: self.loops.iter().map(|l| Arc::clone(&l.waker)).collect(),
             stop: Arc::clone(&self.stop),
         }
     }
 
-    /// Serves clients on this thread until [`ServerHandle::shutdown`] is called.
+    /// Serves clients until [`ServerHandle::shutdown`] is called: the first event loop on this
+    /// thread, any others on threads of their own.
     ///
-    /// Errors are returned only if the event loop itself fails; a failing connection is closed
+    /// Errors are returned only if an event loop itself fails; a failing connection is closed
     /// and logged, and never stops the server.
     pub fn run(self) -> io::Result<()> {
         log::info!(
-            "robochat listening on {} (robot {}, {} workers, framing {}, up to {} connections)",
+            "robochat listening on {} (robot {}, {} workers, {} loop{}, framing {}, up to {} \
+             connections)",
             self.local_addr,
             self.config.robot.name(),
             self.config.workers,
+            self.config.loops,
+            if self.config.loops == 1 { "" } else { "s" },
             self.config.framing,
             self.config.max_connections,
         );
-        let mut greeting = Vec::new();
-        encode_line(&mut greeting, &self.config.greeting);
-        let mut refusal = Vec::new();
-        encode_error(
-            &mut refusal,
-            &format_args!(
-                "the server is full ({} connections); try again later. Closing.",
-                self.config.max_connections
-            ),
-        );
-        let mut event_loop = EventLoop {
-            poll: self.poll,
-            listener: Some(self.listener),
-            conns: Slab::new(),
-            scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
-            ctx: Ctx {
-                config: self.config,
-                pool: self.pool,
-                lookups_in_flight: 0,
-                draining: false,
-                now: 0,
-            },
-            started: Instant::now(),
-            timed: Vec::new(),
-            next_sweep: None,
-            greeting: greeting.into_boxed_slice(),
-            refusal: refusal.into_boxed_slice(),
-            stop: self.stop,
-            next_generation: 0,
-            accept_paused_until: None,
-            last_accept_log: None,
-            rerun: Vec::new(),
-            lingering: VecDeque::new(),
+        let open = Arc::new(AtomicUsize::new(0));
+        let (pool, completions) = match self.pool {
+            Some((pool, completions)) => (Some(pool), completions.into_iter().map(Some).collect()),
+            None => (None, Vec::new()),
         };
-        event_loop.run()
+        let mut completions: Vec<Option<Completions>> = completions;
+        let mut loops: Vec<EventLoop> = self
+            .loops
+            .into_iter()
+            .enumerate()
+            .map(|(index, parts)| {
+                let link = pool
+                    .clone()
+                    .zip(completions.get_mut(index).and_then(Option::take));
+                let link = link.map(|(pool, completions)| PoolLink {
+                    pool,
+                    completions,
+                    origin: index,
+                });
+                EventLoop::new(index, parts, self.config.clone(), link, &self.stop, &open)
+            })
+            .collect();
+        drop(pool); // the loops hold the pool now; when they are gone, the workers end
+        let mut first = loops.remove(0);
+        let others: Vec<_> = loops
+            .into_iter()
+            .map(|mut event_loop| {
+                thread::Builder::new()
+                    .name(format!("robochat-loop-{}", event_loop.index))
+                    .spawn(move || event_loop.run())
+            })
+            .collect::<io::Result<_>>()?;
+        let mut result = first.run();
+        for thread in others {
+            let outcome = thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("an event loop panicked")));
+            result = result.and(outcome);
+        }
+        result
     }
+}
+
+impl LoopParts {
+    fn new(mut listener: TcpListener) -> io::Result<LoopParts> {
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        Ok(LoopParts {
+            poll,
+            listener,
+            waker,
+        })
+    }
+}
+
+/// One event loop's way to the worker pool.
+struct PoolLink {
+    pool: WorkerPool,
+    completions: Completions,
+    /// This loop's index: the answers to its jobs come back to it.
+    origin: usize,
 }
 
 /// What answering a message needs, kept apart from the connection table so both can be
 /// borrowed at once.
 struct Ctx {
     config: Config,
-    pool: Option<WorkerPool>,
+    pool: Option<PoolLink>,
     lookups_in_flight: usize,
     /// Shutting down: answer nothing new, only deliver lookups already in flight.
     draining: bool,
@@ -219,6 +263,10 @@ struct Ctx {
 }
 
 struct EventLoop {
+    /// Which loop this is (0 unless `loops` is more than 1).
+    index: usize,
+    /// Connections open on all loops together, for `max_connections`.
+    open: Arc<AtomicUsize>,
     poll: Poll,
     /// `None` once shutting down.
     listener: Option<TcpListener>,
@@ -254,6 +302,52 @@ enum Phase {
 }
 
 impl EventLoop {
+    fn new(
+        index: usize,
+        parts: LoopParts,
+        config: Config,
+        pool: Option<PoolLink>,
+        stop: &Arc<AtomicBool>,
+        open: &Arc<AtomicUsize>,
+    ) -> EventLoop {
+        let mut greeting = Vec::new();
+        encode_line(&mut greeting, &config.greeting);
+        let mut refusal = Vec::new();
+        encode_error(
+            &mut refusal,
+            &format_args!(
+                "the server is full ({} connections); try again later. Closing.",
+                config.max_connections
+            ),
+        );
+        EventLoop {
+            index,
+            open: Arc::clone(open),
+            poll: parts.poll,
+            listener: Some(parts.listener),
+            conns: Slab::new(),
+            scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
+            ctx: Ctx {
+                config,
+                pool,
+                lookups_in_flight: 0,
+                draining: false,
+                now: 0,
+            },
+            started: Instant::now(),
+            timed: Vec::new(),
+            next_sweep: None,
+            greeting: greeting.into_boxed_slice(),
+            refusal: refusal.into_boxed_slice(),
+            stop: Arc::clone(stop),
+            next_generation: 0,
+            accept_paused_until: None,
+            last_accept_log: None,
+            rerun: Vec::new(),
+            lingering: VecDeque::new(),
+        }
+    }
+
     fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let mut phase = Phase::Running;
@@ -397,11 +491,9 @@ impl EventLoop {
     }
 
     fn admit(&mut self, mut socket: TcpStream, addr: SocketAddr) {
-        if self.conns.len() >= self.ctx.config.max_connections {
-            log::info!(
-                "refused connection from {addr}: the server is full ({} connections)",
-                self.conns.len()
-            );
+        let open = self.open.load(Ordering::Relaxed);
+        if open >= self.ctx.config.max_connections {
+            log::info!("refused connection from {addr}: the server is full ({open} connections)");
             // Best effort: the line fits in any socket buffer; if not, the close says enough.
             let _ = io::Write::write(&mut socket, &self.refusal);
             return;
@@ -427,6 +519,8 @@ impl EventLoop {
         let framer = Framer::new(self.ctx.config.framing, self.ctx.config.max_line);
         let conn = entry.insert(Conn::new(socket, generation, framer, self.ctx.now));
         conn.awaiting_proxy_header = self.ctx.config.proxy_protocol;
+        self.open.fetch_add(1, Ordering::Relaxed);
+        log::debug!("loop {} accepted {addr}", self.index);
         if let Err(e) = conn.send(&self.greeting) {
             log::info!("connection from {addr} failed: {e}");
             self.close(token);
@@ -506,7 +600,7 @@ impl EventLoop {
         let Some(pool) = &self.ctx.pool else {
             return;
         };
-        let completions: Vec<_> = pool.take_completions().collect();
+        let completions: Vec<_> = pool.completions.take().collect();
         let mut answered = Vec::with_capacity(completions.len());
         for completion in completions {
             let (key, generation) = split_ticket(completion.ticket);
@@ -544,6 +638,7 @@ impl EventLoop {
         }
         // Dropping the socket closes it, which also removes it from the poll.
         let conn = self.conns.remove(key);
+        self.open.fetch_sub(1, Ordering::Relaxed);
         if conn.lookup_in_flight {
             self.ctx.lookups_in_flight -= 1; // its answer will be dropped when it comes
         }
@@ -600,6 +695,7 @@ impl EventLoop {
                 self.conns.len()
             );
         }
+        self.open.fetch_sub(self.conns.len(), Ordering::Relaxed);
         self.conns.clear();
     }
 }
@@ -749,14 +845,15 @@ fn answer(ctx: &mut Ctx, conn: &mut Conn, token: Token, frame: Frame<'_>) {
                 call_robot(&*ctx.config.robot, user, text),
                 ctx.config.max_reply,
             ),
-            Some(pool) => {
+            Some(link) => {
                 let (key, _) = split_token(token);
                 let job = Job {
                     ticket: make_ticket(key, conn.generation),
+                    origin: link.origin,
                     user: user.to_owned(),
                     text: text.to_owned(),
                 };
-                match pool.submit(job) {
+                match link.pool.submit(job) {
                     Ok(()) => {
                         conn.lookup_in_flight = true;
                         ctx.lookups_in_flight += 1;

@@ -49,6 +49,8 @@ Options:
                            `ERR the robot is busy` [default: 1024]
   --robot-delay MS         Delay every robot reply by MS milliseconds on its worker, to stand in
                            for a slow web robot in load tests [default: 0]
+  --loops N                Event loops in this process, one thread each, sharing the port
+                           (SO_REUSEPORT) and the worker pool: about one per core [default: 1]
   --reuseport              Share the port with other robochat processes (SO_REUSEPORT): the
                            kernel spreads new connections over them, one process per core
   --proxy-protocol         Every connection must start with a PROXY protocol header (v1 or
@@ -101,6 +103,7 @@ struct Options {
     idle_timeout_secs: u64,
     reuse_port: bool,
     proxy_protocol: bool,
+    loops: usize,
 }
 
 fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
@@ -123,6 +126,7 @@ fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
         idle_timeout_secs: 0,
         reuse_port: false,
         proxy_protocol: false,
+        loops: 1,
     };
     while let Some(arg) = parser.next()? {
         match arg {
@@ -155,6 +159,7 @@ fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
             Long("idle-timeout") => o.idle_timeout_secs = value(&mut parser, "idle-timeout")?,
             Long("reuseport") => o.reuse_port = true,
             Long("proxy-protocol") => o.proxy_protocol = true,
+            Long("loops") => o.loops = value(&mut parser, "loops")?,
             Long("workers") => o.workers = value(&mut parser, "workers")?,
             Long("queue") => o.queue = value(&mut parser, "queue")?,
             Long("robot-delay") => o.robot_delay_ms = value(&mut parser, "robot-delay")?,
@@ -224,7 +229,8 @@ pub fn main(parser: lexopt::Parser) -> Result<(), Failure> {
         .send_timeout(Duration::from_secs(o.send_timeout_secs))
         .idle_timeout(Duration::from_secs(o.idle_timeout_secs))
         .reuse_port(o.reuse_port)
-        .proxy_protocol(o.proxy_protocol);
+        .proxy_protocol(o.proxy_protocol)
+        .loops(o.loops);
     if let Some(greeting) = o.greeting {
         builder = builder.greeting(greeting);
     }
