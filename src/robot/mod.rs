@@ -10,6 +10,7 @@ mod embedded;
 #[cfg(feature = "http")]
 pub mod http;
 mod pool;
+mod stats;
 
 use std::fmt;
 
@@ -17,6 +18,7 @@ pub use chain::FallbackChain;
 pub use echo::EchoRobot;
 pub use embedded::{EmbeddedRobot, RulesError};
 pub use pool::{Completion, Completions, Job, SubmitError, WorkerPool};
+pub use stats::{RobotStats, LATENCY_BUCKETS};
 
 /// Something that answers chat messages.
 ///

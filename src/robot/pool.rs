@@ -10,12 +10,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::Waker;
 
-use super::{call_robot, Robot, RobotError};
+use super::{call_robot, Robot, RobotError, RobotStats};
 
 /// One message for the robot. `ticket` is the caller's own tag, returned with the answer.
 #[derive(Debug)]
@@ -54,6 +54,7 @@ pub enum SubmitError {
 pub struct WorkerPool {
     jobs: Sender<Job>,
     workers: usize,
+    stats: Arc<RobotStats>,
 }
 
 /// One event loop's side of the pool: where its answers arrive.
@@ -80,6 +81,7 @@ impl WorkerPool {
         queue: usize,
         delay: Duration,
         wakers: Vec<Arc<Waker>>,
+        stats: Arc<RobotStats>,
     ) -> std::io::Result<(Self, Vec<Completions>)> {
         let (jobs, job_rx) = crossbeam_channel::bounded::<Job>(queue);
         let mut routes = Vec::with_capacity(wakers.len());
@@ -104,19 +106,32 @@ impl WorkerPool {
                 jobs: job_rx.clone(),
                 routes: Arc::clone(&routes),
                 delay,
+                stats: Arc::clone(&stats),
             };
             thread::Builder::new()
                 .name(format!("robochat-worker-{index}"))
                 .spawn(move || worker.run())?;
         }
-        Ok((WorkerPool { jobs, workers }, completions))
+        Ok((
+            WorkerPool {
+                jobs,
+                workers,
+                stats,
+            },
+            completions,
+        ))
     }
 
     /// Queues a job without waiting.
     pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
-        self.jobs.try_send(job).map_err(|e| match e {
-            TrySendError::Full(job) => SubmitError::Full(job),
-            TrySendError::Disconnected(job) => SubmitError::Closed(job),
+        // Counted before the send, so that a worker's decrement can never come first.
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        self.jobs.try_send(job).map_err(|e| {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            match e {
+                TrySendError::Full(job) => SubmitError::Full(job),
+                TrySendError::Disconnected(job) => SubmitError::Closed(job),
+            }
         })
     }
 
@@ -142,15 +157,21 @@ struct Worker {
     jobs: Receiver<Job>,
     routes: Arc<[Route]>,
     delay: Duration,
+    stats: Arc<RobotStats>,
 }
 
 impl Worker {
     fn run(self) {
         while let Ok(job) = self.jobs.recv() {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            self.stats.busy.fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
             if !self.delay.is_zero() {
                 thread::sleep(self.delay);
             }
             let result = call_robot(&*self.robot, &job.user, &job.text);
+            self.stats.record(result.is_ok(), started.elapsed());
+            self.stats.busy.fetch_sub(1, Ordering::Relaxed);
             let Some(route) = self.routes.get(job.origin) else {
                 log::error!("a robot job came from an unknown event loop {}", job.origin);
                 continue;
@@ -184,8 +205,15 @@ mod tests {
     fn every_job_is_answered_and_the_loop_is_woken() {
         let mut poll = Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), Token(7)).unwrap());
-        let (pool, completions) =
-            WorkerPool::start(Arc::new(EchoRobot), 3, 100, Duration::ZERO, vec![waker]).unwrap();
+        let (pool, completions) = WorkerPool::start(
+            Arc::new(EchoRobot),
+            3,
+            100,
+            Duration::ZERO,
+            vec![waker],
+            Default::default(),
+        )
+        .unwrap();
         for i in 0..50 {
             pool.submit(Job {
                 ticket: i,
@@ -235,7 +263,8 @@ mod tests {
         let (release_tx, release) = crossbeam_channel::unbounded();
         let robot = Arc::new(Blocking { started, release });
         let (pool, _completions) =
-            WorkerPool::start(robot, 1, 2, Duration::ZERO, vec![waker]).unwrap();
+            WorkerPool::start(robot, 1, 2, Duration::ZERO, vec![waker], Default::default())
+                .unwrap();
         let job = |i| Job {
             ticket: i,
             origin: 0,

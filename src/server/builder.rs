@@ -44,6 +44,7 @@ pub(crate) struct Config {
     pub reuse_port: bool,
     pub proxy_protocol: bool,
     pub loops: usize,
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Builds a [`Server`]: `Server::builder().listen(addr).robot(r).workers(4).build()`.
@@ -83,6 +84,7 @@ impl Default for ServerBuilder {
                 reuse_port: false,
                 proxy_protocol: false,
                 loops: 1,
+                metrics: None,
             },
         }
     }
@@ -208,6 +210,13 @@ impl ServerBuilder {
     /// the connections of all loops together.
     pub fn loops(mut self, loops: usize) -> Self {
         self.config.loops = loops;
+        self
+    }
+
+    /// Serves Prometheus metrics (`GET /metrics`) on `addr`, from a thread of its own.
+    /// Default: none.
+    pub fn metrics(mut self, addr: SocketAddr) -> Self {
+        self.config.metrics = Some(addr);
         self
     }
 

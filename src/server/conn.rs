@@ -146,21 +146,22 @@ impl Conn {
     }
 
     /// Sends `bytes` after any output already queued, writing straight away when possible so
-    /// that most replies never touch the output buffer.
-    pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+    /// that most replies never touch the output buffer. Returns how many bytes were written now.
+    pub fn send(&mut self, bytes: &[u8]) -> io::Result<usize> {
         if !self.output.is_empty() {
             self.output.extend_from_slice(bytes);
-            return Ok(());
+            return Ok(0);
         }
         let written = write_some(&mut self.socket, bytes)?;
         self.output.extend_from_slice(&bytes[written..]);
-        Ok(())
+        Ok(written)
     }
 
     /// Writes as much queued output as the socket takes; the rest waits for `WRITABLE`.
-    pub fn flush(&mut self) -> io::Result<()> {
+    /// Returns how many bytes were written.
+    pub fn flush(&mut self) -> io::Result<usize> {
         if self.output.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let written = write_some(&mut self.socket, &self.output)?;
         self.output_moved |= written > 0;
@@ -169,7 +170,7 @@ impl Conn {
         } else {
             self.output.drain(..written);
         }
-        Ok(())
+        Ok(written)
     }
 
     /// Reads and drops input, at most `reads` times.

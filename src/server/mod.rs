@@ -11,12 +11,13 @@
 mod builder;
 mod conn;
 mod listen;
+mod metrics;
 mod timers;
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -28,6 +29,7 @@ use slab::Slab;
 use crate::protocol::{encode_error, encode_line, Frame, Framer};
 use crate::proxy_protocol::{self, ProxyHeader, ProxyParse};
 use crate::robot::{call_robot, Completions, Job, RobotError, SubmitError, WorkerPool};
+use metrics::{Metrics, MetricsEndpoint};
 
 use builder::Config;
 pub use builder::{BuildError, ServerBuilder, DEFAULT_GREETING};
@@ -72,6 +74,9 @@ pub struct Server {
     stop: Arc<AtomicBool>,
     config: Config,
     pool: Option<(WorkerPool, Vec<Completions>)>,
+    metrics: Arc<Metrics>,
+    /// Bound when `--metrics` is set; served by a thread of its own.
+    metrics_listener: Option<std::net::TcpListener>,
 }
 
 /// What one event loop owns before it runs.
@@ -135,6 +140,7 @@ impl Server {
             })?;
             loops.push(LoopParts::new(listener)?);
         }
+        let metrics = Arc::new(Metrics::new(config.robot.name(), config.workers));
         let pool = if config.workers == 0 {
             None
         } else {
@@ -144,7 +150,15 @@ impl Server {
                 config.queue,
                 config.robot_delay,
                 loops.iter().map(|l| Arc::clone(&l.waker)).collect(),
+                Arc::clone(&metrics.robot),
             )?)
+        };
+        let metrics_listener = match config.metrics {
+            Some(addr) => Some(
+                std::net::TcpListener::bind(addr)
+                    .map_err(|error| BuildError::Bind { addr, error })?,
+            ),
+            None => None,
         };
         Ok(Server {
             loops,
@@ -152,12 +166,21 @@ impl Server {
             stop: Arc::new(AtomicBool::new(false)),
             config,
             pool,
+            metrics,
+            metrics_listener,
         })
     }
 
     /// The address the server listens on (with the real port when it was asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the metrics endpoint, when there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// A handle that stops the server from another thread.
@@ -185,7 +208,14 @@ impl Server {
             self.config.framing,
             self.config.max_connections,
         );
-        let open = Arc::new(AtomicUsize::new(0));
+        let metrics = self.metrics;
+        let endpoint = match self.metrics_listener {
+            Some(listener) => {
+                log::info!("metrics on http://{}/metrics", listener.local_addr()?);
+                Some(MetricsEndpoint::start(listener, Arc::clone(&metrics))?)
+            }
+            None => None,
+        };
         let (pool, completions) = match self.pool {
             Some((pool, completions)) => (Some(pool), completions.into_iter().map(Some).collect()),
             None => (None, Vec::new()),
@@ -204,7 +234,14 @@ impl Server {
                     completions,
                     origin: index,
                 });
-                EventLoop::new(index, parts, self.config.clone(), link, &self.stop, &open)
+                EventLoop::new(
+                    index,
+                    parts,
+                    self.config.clone(),
+                    link,
+                    &self.stop,
+                    &metrics,
+                )
             })
             .collect();
         drop(pool); // the loops hold the pool now; when they are gone, the workers end
@@ -223,6 +260,9 @@ impl Server {
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("an event loop panicked")));
             result = result.and(outcome);
+        }
+        if let Some(endpoint) = endpoint {
+            endpoint.stop();
         }
         result
     }
@@ -260,13 +300,14 @@ struct Ctx {
     draining: bool,
     /// Whole seconds since the loop started, updated once per turn: the clock of the timeouts.
     now: u32,
+    /// The counters of the whole server; `open` counts the connections of all loops together,
+    /// for `max_connections`.
+    metrics: Arc<Metrics>,
 }
 
 struct EventLoop {
     /// Which loop this is (0 unless `loops` is more than 1).
     index: usize,
-    /// Connections open on all loops together, for `max_connections`.
-    open: Arc<AtomicUsize>,
     poll: Poll,
     /// `None` once shutting down.
     listener: Option<TcpListener>,
@@ -308,7 +349,7 @@ impl EventLoop {
         config: Config,
         pool: Option<PoolLink>,
         stop: &Arc<AtomicBool>,
-        open: &Arc<AtomicUsize>,
+        metrics: &Arc<Metrics>,
     ) -> EventLoop {
         let mut greeting = Vec::new();
         encode_line(&mut greeting, &config.greeting);
@@ -322,7 +363,6 @@ impl EventLoop {
         );
         EventLoop {
             index,
-            open: Arc::clone(open),
             poll: parts.poll,
             listener: Some(parts.listener),
             conns: Slab::new(),
@@ -333,6 +373,7 @@ impl EventLoop {
                 lookups_in_flight: 0,
                 draining: false,
                 now: 0,
+                metrics: Arc::clone(metrics),
             },
             started: Instant::now(),
             timed: Vec::new(),
@@ -491,9 +532,10 @@ impl EventLoop {
     }
 
     fn admit(&mut self, mut socket: TcpStream, addr: SocketAddr) {
-        let open = self.open.load(Ordering::Relaxed);
+        let open = self.ctx.metrics.open.load(Ordering::Relaxed);
         if open >= self.ctx.config.max_connections {
             log::info!("refused connection from {addr}: the server is full ({open} connections)");
+            Metrics::add(&self.ctx.metrics.refused, 1);
             // Best effort: the line fits in any socket buffer; if not, the close says enough.
             let _ = io::Write::write(&mut socket, &self.refusal);
             return;
@@ -519,12 +561,16 @@ impl EventLoop {
         let framer = Framer::new(self.ctx.config.framing, self.ctx.config.max_line);
         let conn = entry.insert(Conn::new(socket, generation, framer, self.ctx.now));
         conn.awaiting_proxy_header = self.ctx.config.proxy_protocol;
-        self.open.fetch_add(1, Ordering::Relaxed);
+        self.ctx.metrics.open.fetch_add(1, Ordering::Relaxed);
+        Metrics::add(&self.ctx.metrics.accepted, 1);
         log::debug!("loop {} accepted {addr}", self.index);
-        if let Err(e) = conn.send(&self.greeting) {
-            log::info!("connection from {addr} failed: {e}");
-            self.close(token);
-            return;
+        match conn.send(&self.greeting) {
+            Ok(sent) => Metrics::add(&self.ctx.metrics.bytes_out, sent),
+            Err(e) => {
+                log::info!("connection from {addr} failed: {e}");
+                self.close(token);
+                return;
+            }
         }
         self.track_timers(token);
     }
@@ -618,7 +664,7 @@ impl EventLoop {
             conn.last_message = self.ctx.now;
             self.ctx.lookups_in_flight -= 1;
             if !conn.closing {
-                push_answer(conn, completion.result, self.ctx.config.max_reply);
+                push_answer(conn, completion.result, &self.ctx);
             }
             answered.push(make_token(key, generation));
         }
@@ -638,7 +684,7 @@ impl EventLoop {
         }
         // Dropping the socket closes it, which also removes it from the poll.
         let conn = self.conns.remove(key);
-        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.ctx.metrics.open.fetch_sub(1, Ordering::Relaxed);
         if conn.lookup_in_flight {
             self.ctx.lookups_in_flight -= 1; // its answer will be dropped when it comes
         }
@@ -681,8 +727,8 @@ impl EventLoop {
             }
             match conn.send(&notice) {
                 Err(_) => self.close(token),
-                Ok(()) if conn.finished() => self.finish(token),
-                Ok(()) => {}
+                Ok(_) if conn.finished() => self.finish(token),
+                Ok(_) => {}
             }
         }
         Phase::Closing(deadline.max(Instant::now() + NOTICE_GRACE))
@@ -695,7 +741,10 @@ impl EventLoop {
                 self.conns.len()
             );
         }
-        self.open.fetch_sub(self.conns.len(), Ordering::Relaxed);
+        self.ctx
+            .metrics
+            .open
+            .fetch_sub(self.conns.len(), Ordering::Relaxed);
         self.conns.clear();
     }
 }
@@ -718,7 +767,7 @@ fn serve_conn(
     loop {
         answer_waiting(ctx, conn, token);
         if conn.output_full() {
-            conn.flush()?;
+            Metrics::add(&ctx.metrics.bytes_out, conn.flush()?);
             if conn.output_full() {
                 // The client is not reading; WRITABLE will bring us back.
                 return Ok(Progress::Done);
@@ -729,7 +778,7 @@ fn serve_conn(
             break;
         }
         if reads == READS_PER_TURN {
-            conn.flush()?;
+            Metrics::add(&ctx.metrics.bytes_out, conn.flush()?);
             return Ok(Progress::MoreToRead);
         }
         reads += 1;
@@ -738,8 +787,12 @@ fn serve_conn(
                 conn.unread_input = false;
                 conn.peer_closed = true;
             }
-            Ok(n) if conn.awaiting_proxy_header => take_proxy_header(conn, &scratch[..n])?,
+            Ok(n) if conn.awaiting_proxy_header => {
+                Metrics::add(&ctx.metrics.bytes_in, n);
+                take_proxy_header(conn, &scratch[..n])?;
+            }
             Ok(n) => {
+                Metrics::add(&ctx.metrics.bytes_in, n);
                 take_bytes(ctx, conn, token, &scratch[..n]);
                 // A read that did not fill the buffer emptied the socket, and bytes arriving
                 // later raise a new event (as tokio also relies on with epoll and kqueue): no
@@ -759,7 +812,7 @@ fn serve_conn(
             Err(e) => return Err(e),
         }
     }
-    conn.flush()?;
+    Metrics::add(&ctx.metrics.bytes_out, conn.flush()?);
     Ok(Progress::Done)
 }
 
@@ -840,12 +893,15 @@ fn answer(ctx: &mut Ctx, conn: &mut Conn, token: Token, frame: Frame<'_>) {
     conn.last_message = ctx.now;
     match frame {
         Frame::Message { user, text } => match &ctx.pool {
-            None => push_answer(
-                conn,
-                call_robot(&*ctx.config.robot, user, text),
-                ctx.config.max_reply,
-            ),
+            None => {
+                Metrics::add(&ctx.metrics.messages, 1);
+                let started = Instant::now();
+                let result = call_robot(&*ctx.config.robot, user, text);
+                ctx.metrics.robot.record(result.is_ok(), started.elapsed());
+                push_answer(conn, result, ctx);
+            }
             Some(link) => {
+                Metrics::add(&ctx.metrics.messages, 1);
                 let (key, _) = split_token(token);
                 let job = Job {
                     ticket: make_ticket(key, conn.generation),
@@ -858,14 +914,17 @@ fn answer(ctx: &mut Ctx, conn: &mut Conn, token: Token, frame: Frame<'_>) {
                         conn.lookup_in_flight = true;
                         ctx.lookups_in_flight += 1;
                     }
-                    Err(SubmitError::Full(_)) => encode_error(
-                        &mut conn.output,
-                        &"the robot is busy; please try again in a moment",
-                    ),
+                    Err(SubmitError::Full(_)) => {
+                        Metrics::add(&ctx.metrics.replies_busy, 1);
+                        encode_error(
+                            &mut conn.output,
+                            &"the robot is busy; please try again in a moment",
+                        );
+                    }
                     Err(SubmitError::Closed(_)) => push_answer(
                         conn,
                         Err(RobotError::Unavailable("its workers have stopped".into())),
-                        ctx.config.max_reply,
+                        ctx,
                     ),
                 }
             }
@@ -875,18 +934,22 @@ fn answer(ctx: &mut Ctx, conn: &mut Conn, token: Token, frame: Frame<'_>) {
             conn.closing = true;
         }
         Frame::Blank => {}
-        Frame::Invalid(error) => encode_error(&mut conn.output, &error),
+        Frame::Invalid(error) => {
+            Metrics::add(&ctx.metrics.replies_error, 1);
+            encode_error(&mut conn.output, &error);
+        }
     }
 }
 
 /// Queues the robot's answer (or why there is none) as one line of at most `max_reply`
 /// characters, so that no robot, and no error message from a web API, can send a huge line.
-fn push_answer(conn: &mut Conn, result: Result<String, RobotError>, max_reply: usize) {
-    let line = match result {
-        Ok(reply) => reply,
-        Err(error) => format!("ERR {error}"),
+fn push_answer(conn: &mut Conn, result: Result<String, RobotError>, ctx: &Ctx) {
+    let (line, counter) = match result {
+        Ok(reply) => (reply, &ctx.metrics.replies_ok),
+        Err(error) => (format!("ERR {error}"), &ctx.metrics.replies_error),
     };
-    encode_line(&mut conn.output, cut_to_chars(&line, max_reply));
+    Metrics::add(counter, 1);
+    encode_line(&mut conn.output, cut_to_chars(&line, ctx.config.max_reply));
 }
 
 /// The first `max` characters of `text` (all of it if shorter), cut at a character boundary.

@@ -119,9 +119,9 @@ impl EventLoop {
             Expired::Idle => {
                 conn.closing = true;
                 match conn.send(&notice) {
-                    Ok(()) if conn.finished() => self.finish(token),
+                    Ok(_) if conn.finished() => self.finish(token),
                     // The notice waits for the client to read it (under the send timeout).
-                    Ok(()) => self.track_timers(token),
+                    Ok(_) => self.track_timers(token),
                     Err(_) => self.close(token),
                 }
             }

@@ -49,6 +49,9 @@ Options:
                            `ERR the robot is busy` [default: 1024]
   --robot-delay MS         Delay every robot reply by MS milliseconds on its worker, to stand in
                            for a slow web robot in load tests [default: 0]
+  --metrics ADDR           Serve Prometheus metrics at http://ADDR/metrics (connections,
+                           messages, replies by outcome, bytes, robot calls and latency, job
+                           queue, busy workers) [default: none]
   --loops N                Event loops in this process, one thread each, sharing the port
                            (SO_REUSEPORT) and the worker pool: about one per core [default: 1]
   --reuseport              Share the port with other robochat processes (SO_REUSEPORT): the
@@ -104,6 +107,7 @@ struct Options {
     reuse_port: bool,
     proxy_protocol: bool,
     loops: usize,
+    metrics: Option<std::net::SocketAddr>,
 }
 
 fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
@@ -127,6 +131,7 @@ fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
         reuse_port: false,
         proxy_protocol: false,
         loops: 1,
+        metrics: None,
     };
     while let Some(arg) = parser.next()? {
         match arg {
@@ -160,6 +165,7 @@ fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
             Long("reuseport") => o.reuse_port = true,
             Long("proxy-protocol") => o.proxy_protocol = true,
             Long("loops") => o.loops = value(&mut parser, "loops")?,
+            Long("metrics") => o.metrics = Some(value(&mut parser, "metrics")?),
             Long("workers") => o.workers = value(&mut parser, "workers")?,
             Long("queue") => o.queue = value(&mut parser, "queue")?,
             Long("robot-delay") => o.robot_delay_ms = value(&mut parser, "robot-delay")?,
@@ -231,6 +237,9 @@ pub fn main(parser: lexopt::Parser) -> Result<(), Failure> {
         .reuse_port(o.reuse_port)
         .proxy_protocol(o.proxy_protocol)
         .loops(o.loops);
+    if let Some(addr) = o.metrics {
+        builder = builder.metrics(addr);
+    }
     if let Some(greeting) = o.greeting {
         builder = builder.greeting(greeting);
     }

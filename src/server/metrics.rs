@@ -1,0 +1,222 @@
+//! The Prometheus endpoint (`--metrics ADDR`): counters the event loops and workers keep in
+//! atomics, served as text by a small thread of its own, so that a slow scraper never holds up
+//! a loop. Nothing but `GET /metrics` is answered on that port.
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crate::robot::{RobotStats, LATENCY_BUCKETS};
+
+/// How long the endpoint waits for a scraper's request, or to write the answer.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest request read; a GET for /metrics is far shorter.
+const MAX_REQUEST: usize = 8 * 1024;
+
+/// The server's counters. Loops and workers add to them; the endpoint reads them.
+#[derive(Default)]
+pub struct Metrics {
+    pub open: AtomicUsize,
+    pub accepted: AtomicU64,
+    pub refused: AtomicU64,
+    pub messages: AtomicU64,
+    pub replies_ok: AtomicU64,
+    pub replies_error: AtomicU64,
+    pub replies_busy: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub robot: Arc<RobotStats>,
+    robot_name: String,
+    workers: usize,
+}
+
+impl Metrics {
+    pub fn new(robot_name: &str, workers: usize) -> Metrics {
+        Metrics {
+            robot_name: robot_name.replace(['\\', '"', '\n'], "_"),
+            workers,
+            ..Metrics::default()
+        }
+    }
+
+    pub fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(4096);
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        metric(
+            "robochat_connections_open",
+            "gauge",
+            "Connections open now.",
+            &[("", self.open.load(Ordering::Relaxed) as u64)],
+        );
+        metric(
+            "robochat_connections_accepted_total",
+            "counter",
+            "Connections accepted.",
+            &[("", get(&self.accepted))],
+        );
+        metric(
+            "robochat_connections_refused_total",
+            "counter",
+            "Connections refused because the server was full.",
+            &[("", get(&self.refused))],
+        );
+        metric(
+            "robochat_messages_total",
+            "counter",
+            "Messages received for the robot.",
+            &[("", get(&self.messages))],
+        );
+        metric(
+            "robochat_replies_total",
+            "counter",
+            "Lines answered, by outcome: a robot reply, an error line, or the robot busy.",
+            &[
+                ("{outcome=\"ok\"}", get(&self.replies_ok)),
+                ("{outcome=\"error\"}", get(&self.replies_error)),
+                ("{outcome=\"busy\"}", get(&self.replies_busy)),
+            ],
+        );
+        metric(
+            "robochat_received_bytes_total",
+            "counter",
+            "Bytes read from clients.",
+            &[("", get(&self.bytes_in))],
+        );
+        metric(
+            "robochat_sent_bytes_total",
+            "counter",
+            "Bytes written to clients.",
+            &[("", get(&self.bytes_out))],
+        );
+        let robot = &self.robot;
+        let ok = format!("{{robot=\"{}\",outcome=\"ok\"}}", self.robot_name);
+        let failed = format!("{{robot=\"{}\",outcome=\"error\"}}", self.robot_name);
+        metric(
+            "robochat_robot_calls_total",
+            "counter",
+            "Robot calls, by robot and outcome.",
+            &[(&ok, get(&robot.ok)), (&failed, get(&robot.failed))],
+        );
+        metric(
+            "robochat_jobs_queued",
+            "gauge",
+            "Robot jobs waiting for a worker.",
+            &[("", get(&robot.queued))],
+        );
+        metric(
+            "robochat_workers",
+            "gauge",
+            "Worker threads.",
+            &[("", self.workers as u64)],
+        );
+        metric(
+            "robochat_workers_busy",
+            "gauge",
+            "Workers inside a robot call now (busy / workers is the utilisation).",
+            &[("", get(&robot.busy))],
+        );
+        self.render_latency(&mut out);
+        out
+    }
+
+    fn render_latency(&self, out: &mut String) {
+        let name = "robochat_robot_latency_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time of one robot call.\n# TYPE {name} histogram"
+        );
+        let mut cumulative = 0;
+        for (i, bucket) in self.robot.latency_buckets.iter().enumerate() {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let le = LATENCY_BUCKETS
+                .get(i)
+                .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        let micros = self.robot.latency_micros.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_sum {}", micros as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {cumulative}");
+    }
+}
+
+/// The endpoint's thread; stopped by [`MetricsEndpoint::stop`].
+pub struct MetricsEndpoint {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl MetricsEndpoint {
+    pub fn start(listener: TcpListener, metrics: Arc<Metrics>) -> io::Result<MetricsEndpoint> {
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = thread::Builder::new()
+            .name("robochat-metrics".into())
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    if stopping.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    if let Ok(stream) = stream {
+                        if let Err(e) = answer(stream, &metrics) {
+                            log::debug!("metrics request failed: {e}");
+                        }
+                    }
+                }
+            })?;
+        Ok(MetricsEndpoint { addr, stop, thread })
+    }
+
+    /// Ends the thread: it is blocked in `accept`, so a connection of our own wakes it.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, IO_TIMEOUT);
+        let _ = self.thread.join();
+    }
+}
+
+fn answer(mut stream: TcpStream, metrics: &Metrics) -> io::Result<()> {
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < MAX_REQUEST {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        request.extend_from_slice(&buf[..n]);
+    }
+    let first_line = request.split(|&b| b == b'\n').next().unwrap_or_default();
+    let wanted = first_line.starts_with(b"GET /metrics ") || first_line == b"GET /metrics\r";
+    let (status, body) = if wanted {
+        ("200 OK", metrics.render())
+    } else {
+        (
+            "404 Not Found",
+            "only GET /metrics is served here\n".to_owned(),
+        )
+    };
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}

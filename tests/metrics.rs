@@ -1,0 +1,120 @@
+//! `robochat serve --metrics ADDR`: a Prometheus endpoint whose counters move with the traffic,
+//! in a format `promtool` accepts.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+
+use common::{Client, ServeProcess};
+
+fn serve_with_metrics() -> (ServeProcess, SocketAddr) {
+    let server = ServeProcess::start(&["--robot", "echo", "--metrics", "127.0.0.1:0"]);
+    server.wait_for_log("metrics on http://");
+    let line = server
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains("metrics on http://"))
+        .cloned()
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches("/metrics");
+    (server, addr.parse().unwrap())
+}
+
+/// The response to `request` (status line, headers and body).
+fn http(addr: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(common::READ_TIMEOUT)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+fn scrape(addr: SocketAddr) -> String {
+    let response = http(addr, "GET /metrics HTTP/1.1\r\nHost: robochat\r\n\r\n");
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(response.contains("Content-Type: text/plain; version=0.0.4"));
+    response.split("\r\n\r\n").nth(1).unwrap().to_owned()
+}
+
+/// The value of the sample `name` (with its labels) in `body`.
+fn sample(body: &str, name: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{body}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_counters_move_with_the_traffic() {
+    let (server, addr) = serve_with_metrics();
+    let before = scrape(addr);
+    let mut client = Client::connect(server.addr);
+    for i in 0..5 {
+        assert_eq!(client.ask("bob", &format!("m{i}")), format!("m{i}"));
+    }
+    client.send("no separator\n");
+    assert!(client.line().starts_with("ERR "));
+    let after = scrape(addr);
+    let moved = |name: &str| sample(&after, name) - sample(&before, name);
+    assert_eq!(moved("robochat_messages_total"), 5.0);
+    assert_eq!(moved("robochat_replies_total{outcome=\"ok\"}"), 5.0);
+    assert_eq!(moved("robochat_replies_total{outcome=\"error\"}"), 1.0);
+    assert_eq!(moved("robochat_connections_accepted_total"), 1.0);
+    assert_eq!(sample(&after, "robochat_connections_open"), 1.0);
+    assert_eq!(
+        moved("robochat_robot_calls_total{robot=\"echo\",outcome=\"ok\"}"),
+        5.0
+    );
+    assert_eq!(moved("robochat_robot_latency_seconds_count"), 5.0);
+    assert!(moved("robochat_received_bytes_total") >= 5.0 * "bob::m0\n".len() as f64);
+    assert!(moved("robochat_sent_bytes_total") >= 5.0 * "m0\n".len() as f64);
+    assert_eq!(sample(&after, "robochat_workers"), 4.0);
+}
+
+#[test]
+fn nothing_but_metrics_is_served_there() {
+    let (_server, addr) = serve_with_metrics();
+    let response = http(addr, "GET / HTTP/1.1\r\n\r\n");
+    assert!(response.starts_with("HTTP/1.1 404"), "{response}");
+    let response = http(addr, "bob::hello\n\r\n\r\n");
+    assert!(response.starts_with("HTTP/1.1 404"), "{response}");
+}
+
+#[test]
+#[ignore = "needs promtool; .ci/run installs it (Debian's prometheus package) and runs this"]
+fn promtool_accepts_the_metrics() {
+    let (server, addr) = serve_with_metrics();
+    let mut client = Client::connect(server.addr);
+    assert_eq!(client.ask("bob", "hello"), "hello");
+    let body = scrape(addr);
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is not installed: `apt-get install prometheus` (or run .ci/run)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
