@@ -10,7 +10,11 @@ use std::process::{Command, Stdio};
 use common::{Client, ServeProcess};
 
 fn serve_with_metrics() -> (ServeProcess, SocketAddr) {
-    let server = ServeProcess::start(&["--robot", "echo", "--metrics", "127.0.0.1:0"]);
+    serve_robot_with_metrics("echo")
+}
+
+fn serve_robot_with_metrics(robot: &str) -> (ServeProcess, SocketAddr) {
+    let server = ServeProcess::start(&["--robot", robot, "--metrics", "127.0.0.1:0"]);
     server.wait_for_log("metrics on http://");
     let line = server
         .log
@@ -116,5 +120,30 @@ fn promtool_accepts_the_metrics() {
         "promtool: {}{}\n{body}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_fallback_chain_counts_the_calls_of_each_robot_in_it() {
+    let (server, addr) = serve_robot_with_metrics("echo,embedded");
+    let mut client = Client::connect(server.addr);
+    for i in 0..3 {
+        assert_eq!(client.ask("bob", &format!("m{i}")), format!("m{i}"));
+    }
+    let body = scrape(addr);
+    assert_eq!(
+        sample(
+            &body,
+            "robochat_robot_calls_total{robot=\"echo\",outcome=\"ok\"}"
+        ),
+        3.0
+    );
+    // The embedded robot is only asked when echo fails, which it never does.
+    assert_eq!(
+        sample(
+            &body,
+            "robochat_robot_calls_total{robot=\"embedded\",outcome=\"ok\"}"
+        ),
+        0.0
     );
 }

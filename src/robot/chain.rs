@@ -23,6 +23,9 @@ struct Link {
     robot: Arc<dyn Robot>,
     /// When this robot's failure was last logged, in seconds since the epoch.
     last_logged: AtomicU64,
+    /// Calls to this robot that it answered, and that failed (for metrics).
+    answered: AtomicU64,
+    failed: AtomicU64,
 }
 
 impl FallbackChain {
@@ -38,6 +41,8 @@ impl FallbackChain {
             .map(|robot| Link {
                 robot,
                 last_logged: AtomicU64::new(0),
+                answered: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
             })
             .collect();
         FallbackChain { links, name }
@@ -53,8 +58,12 @@ impl Robot for FallbackChain {
         let mut failures = Vec::new();
         for (i, link) in self.links.iter().enumerate() {
             match call_robot(&*link.robot, user, text) {
-                Ok(reply) => return Ok(reply),
+                Ok(reply) => {
+                    link.answered.fetch_add(1, Ordering::Relaxed);
+                    return Ok(reply);
+                }
                 Err(error) => {
+                    link.failed.fetch_add(1, Ordering::Relaxed);
                     if let Some(next) = self.links.get(i + 1) {
                         link.log_fallthrough(&error, next.robot.name());
                     }
@@ -71,6 +80,19 @@ impl Robot for FallbackChain {
 
     fn never_blocks(&self) -> bool {
         self.links.iter().all(|link| link.robot.never_blocks())
+    }
+
+    fn inner_calls(&self) -> Vec<(String, u64, u64)> {
+        self.links
+            .iter()
+            .map(|link| {
+                (
+                    link.robot.name().to_owned(),
+                    link.answered.load(Ordering::Relaxed),
+                    link.failed.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
     }
 }
 

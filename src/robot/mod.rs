@@ -59,6 +59,12 @@ pub trait Robot: Send + Sync {
     fn never_blocks(&self) -> bool {
         false
     }
+
+    /// For metrics: the calls made to the robots inside this one (a fallback chain's links),
+    /// as `(name, answered, failed)`. Empty for a robot that is not made of robots.
+    fn inner_calls(&self) -> Vec<(String, u64, u64)> {
+        Vec::new()
+    }
 }
 
 /// Why a robot could not answer.
@@ -100,6 +106,9 @@ impl<R: Robot + ?Sized> Robot for std::sync::Arc<R> {
     fn never_blocks(&self) -> bool {
         (**self).never_blocks()
     }
+    fn inner_calls(&self) -> Vec<(String, u64, u64)> {
+        (**self).inner_calls()
+    }
 }
 
 impl<R: Robot + ?Sized> Robot for Box<R> {
@@ -111,6 +120,9 @@ impl<R: Robot + ?Sized> Robot for Box<R> {
     }
     fn never_blocks(&self) -> bool {
         (**self).never_blocks()
+    }
+    fn inner_calls(&self) -> Vec<(String, u64, u64)> {
+        (**self).inner_calls()
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crate::robot::{RobotStats, LATENCY_BUCKETS};
+use crate::robot::{Robot, RobotStats, LATENCY_BUCKETS};
 
 /// How long the endpoint waits for a scraper's request, or to write the answer.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
@@ -30,17 +30,44 @@ pub struct Metrics {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub robot: Arc<RobotStats>,
-    robot_name: String,
+    /// The server's robot: its name, and its links' calls if it is a chain.
+    robot_ref: Option<Arc<dyn Robot>>,
     workers: usize,
 }
 
 impl Metrics {
-    pub fn new(robot_name: &str, workers: usize) -> Metrics {
+    pub fn new(robot: Arc<dyn Robot>, workers: usize) -> Metrics {
         Metrics {
-            robot_name: robot_name.replace(['\\', '"', '\n'], "_"),
+            robot_ref: Some(robot),
             workers,
             ..Metrics::default()
         }
+    }
+
+    /// Calls by robot: one pair of series per link of a fallback chain, or one for the robot.
+    fn robot_calls(&self) -> Vec<(String, u64)> {
+        let Some(robot) = &self.robot_ref else {
+            return Vec::new();
+        };
+        let mut calls = robot.inner_calls();
+        if calls.is_empty() {
+            let stats = &self.robot;
+            calls.push((
+                robot.name().to_owned(),
+                stats.ok.load(Ordering::Relaxed),
+                stats.failed.load(Ordering::Relaxed),
+            ));
+        }
+        calls
+            .into_iter()
+            .flat_map(|(name, ok, failed)| {
+                let name = label_value(&name);
+                [
+                    (format!("{{robot=\"{name}\",outcome=\"ok\"}}"), ok),
+                    (format!("{{robot=\"{name}\",outcome=\"error\"}}"), failed),
+                ]
+            })
+            .collect()
     }
 
     pub fn add(counter: &AtomicU64, n: usize) {
@@ -104,13 +131,13 @@ impl Metrics {
             &[("", get(&self.bytes_out))],
         );
         let robot = &self.robot;
-        let ok = format!("{{robot=\"{}\",outcome=\"ok\"}}", self.robot_name);
-        let failed = format!("{{robot=\"{}\",outcome=\"error\"}}", self.robot_name);
+        let calls = self.robot_calls();
+        let calls: Vec<(&str, u64)> = calls.iter().map(|(l, v)| (l.as_str(), *v)).collect();
         metric(
             "robochat_robot_calls_total",
             "counter",
-            "Robot calls, by robot and outcome.",
-            &[(&ok, get(&robot.ok)), (&failed, get(&robot.failed))],
+            "Robot calls, by robot (each link of a fallback chain) and outcome.",
+            &calls,
         );
         metric(
             "robochat_jobs_queued",
@@ -152,6 +179,14 @@ impl Metrics {
         let _ = writeln!(out, "{name}_sum {}", micros as f64 / 1e6);
         let _ = writeln!(out, "{name}_count {cumulative}");
     }
+}
+
+/// `value` escaped for a label value of the Prometheus text format.
+fn label_value(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// The endpoint's thread; stopped by [`MetricsEndpoint::stop`].

@@ -140,7 +140,7 @@ impl Server {
             })?;
             loops.push(LoopParts::new(listener)?);
         }
-        let metrics = Arc::new(Metrics::new(config.robot.name(), config.workers));
+        let metrics = Arc::new(Metrics::new(Arc::clone(&config.robot), config.workers));
         let pool = if config.workers == 0 {
             None
         } else {
