@@ -208,6 +208,8 @@ impl Server {
             self.config.framing,
             self.config.max_connections,
         );
+        // If one loop fails, the others are told to stop too, or `run` would never return.
+        let everyone = self.handle();
         let metrics = self.metrics;
         let endpoint = match self.metrics_listener {
             Some(listener) => {
@@ -217,10 +219,11 @@ impl Server {
             None => None,
         };
         let (pool, completions) = match self.pool {
-            Some((pool, completions)) => (Some(pool), completions.into_iter().map(Some).collect()),
+            Some((pool, completions)) => (Some(pool), completions),
             None => (None, Vec::new()),
         };
-        let mut completions: Vec<Option<Completions>> = completions;
+        // One `Completions` per loop, in loop order.
+        let mut completions = completions.into_iter();
         let mut loops: Vec<EventLoop> = self
             .loops
             .into_iter()
@@ -228,12 +231,12 @@ impl Server {
             .map(|(index, parts)| {
                 let link = pool
                     .clone()
-                    .zip(completions.get_mut(index).and_then(Option::take));
-                let link = link.map(|(pool, completions)| PoolLink {
-                    pool,
-                    completions,
-                    origin: index,
-                });
+                    .zip(completions.next())
+                    .map(|(pool, completions)| PoolLink {
+                        pool,
+                        completions,
+                        origin: index,
+                    });
                 EventLoop::new(
                     index,
                     parts,
@@ -246,15 +249,33 @@ impl Server {
             .collect();
         drop(pool); // the loops hold the pool now; when they are gone, the workers end
         let mut first = loops.remove(0);
-        let others: Vec<_> = loops
-            .into_iter()
-            .map(|mut event_loop| {
-                thread::Builder::new()
-                    .name(format!("robochat-loop-{}", event_loop.index))
-                    .spawn(move || event_loop.run())
-            })
-            .collect::<io::Result<_>>()?;
+        let mut others = Vec::with_capacity(loops.len());
+        for mut event_loop in loops {
+            let stopper = everyone.clone();
+            let spawned = thread::Builder::new()
+                .name(format!("robochat-loop-{}", event_loop.index))
+                .spawn(move || {
+                    let outcome = event_loop.run();
+                    if outcome.is_err() {
+                        stopper.shutdown();
+                    }
+                    outcome
+                });
+            match spawned {
+                Ok(thread) => others.push(thread),
+                Err(e) => {
+                    everyone.shutdown();
+                    if let Some(endpoint) = endpoint {
+                        endpoint.stop();
+                    }
+                    return Err(e);
+                }
+            }
+        }
         let mut result = first.run();
+        if result.is_err() {
+            everyone.shutdown();
+        }
         for thread in others {
             let outcome = thread
                 .join()
