@@ -18,7 +18,6 @@ const IO_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_REQUEST: usize = 8 * 1024;
 
 /// The server's counters. Loops and workers add to them; the endpoint reads them.
-#[derive(Default)]
 pub struct Metrics {
     pub open: AtomicUsize,
     pub accepted: AtomicU64,
@@ -31,24 +30,31 @@ pub struct Metrics {
     pub bytes_out: AtomicU64,
     pub robot: Arc<RobotStats>,
     /// The server's robot: its name, and its links' calls if it is a chain.
-    robot_ref: Option<Arc<dyn Robot>>,
+    robot_ref: Arc<dyn Robot>,
     workers: usize,
 }
 
 impl Metrics {
     pub fn new(robot: Arc<dyn Robot>, workers: usize) -> Metrics {
         Metrics {
-            robot_ref: Some(robot),
+            open: AtomicUsize::new(0),
+            accepted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            messages: AtomicU64::new(0),
+            replies_ok: AtomicU64::new(0),
+            replies_error: AtomicU64::new(0),
+            replies_busy: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            robot: Arc::default(),
+            robot_ref: robot,
             workers,
-            ..Metrics::default()
         }
     }
 
     /// Calls by robot: one pair of series per link of a fallback chain, or one for the robot.
     fn robot_calls(&self) -> Vec<(String, u64)> {
-        let Some(robot) = &self.robot_ref else {
-            return Vec::new();
-        };
+        let robot = &self.robot_ref;
         let mut calls = robot.inner_calls();
         if calls.is_empty() {
             let stats = &self.robot;
