@@ -370,9 +370,12 @@ pub fn encode_line(out: &mut Vec<u8>, text: &str) {
     out.push(b'\n');
 }
 
-/// Appends an error line (`ERR ` and the reason) to `out`.
+/// What every error line starts with; the rest of the line says what to do about it.
+pub const ERROR_PREFIX: &str = "ERR ";
+
+/// Appends an error line ([`ERROR_PREFIX`] and the reason) to `out`.
 pub fn encode_error(out: &mut Vec<u8>, reason: &dyn fmt::Display) {
-    encode_line(out, &format!("ERR {reason}"));
+    encode_line(out, &format!("{ERROR_PREFIX}{reason}"));
 }
 
 fn memchr_newline(bytes: &[u8]) -> Option<usize> {

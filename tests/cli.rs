@@ -29,17 +29,27 @@ fn run_with_input(mut command: Command, input: &str) -> (Option<i32>, String, St
     )
 }
 
-#[test]
-fn the_tutorial_client_works_unchanged_on_port_9999() {
-    // The tutorial's client hard-codes 127.0.0.1:9999 and sends messages without a newline.
-    let _server = ServeProcess::start_with(
-        Command::new(robochat_bin()),
-        "127.0.0.1:9999",
-        &["--robot", "echo"],
-    );
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/seed_client.py");
+/// The tutorial's client, unchanged, pointed at `port`: it hard-codes 127.0.0.1:9999 in its
+/// `__main__` block, so it is imported and given the test server's port instead (port 9999 may
+/// well be taken by a robochat the user is running, as the Quick start suggests).
+fn tutorial_client(port: u16) -> Command {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
     let mut python = Command::new("python3");
-    python.arg(script);
+    python.args([
+        "-c",
+        &format!(
+            "import sys; sys.path.insert(0, {fixtures:?}); import seed_client; \
+             seed_client.ChatClient(username='小明', port={port}).main()"
+        ),
+    ]);
+    python
+}
+
+#[test]
+fn the_tutorial_client_works_unchanged() {
+    // The tutorial's client sends messages without a newline and waits for each answer.
+    let server = ServeProcess::start(&["--robot", "echo"]);
+    let python = tutorial_client(server.addr.port());
     let (code, stdout, stderr) = run_with_input(python, "你好\n今天天气怎么样\nexit\n");
     assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("你好，欢迎来到机器人聊天器！"), "{stdout}");
@@ -116,6 +126,105 @@ fn chat_explains_when_no_server_is_there() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("cannot connect"), "{stderr}");
     assert!(stderr.contains("robochat serve"), "{stderr}");
+}
+
+/// `robochat chat --connect ADDR --user alice`, with piped standard streams.
+fn chat_command(addr: &str) -> Command {
+    let mut chat = Command::new(robochat_bin());
+    chat.args(["chat", "--connect", addr, "--user", "alice"]);
+    chat
+}
+
+#[test]
+fn chat_fails_when_the_connection_closes_before_the_greeting() {
+    // What a client of a load balancer sees while it has not yet noticed a dead backend.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let closer = thread::spawn(move || drop(listener.accept().unwrap()));
+    let (code, stdout, stderr) = run_with_input(chat_command(&addr.to_string()), "hello\n");
+    closer.join().unwrap();
+    assert_eq!(code, Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stderr.contains("closed by the server before its greeting"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn chat_fails_when_the_server_is_full() {
+    let server = ServeProcess::start(&["--robot", "echo", "--max-connections", "1"]);
+    let _only = Client::connect(server.addr);
+    let (code, stdout, stderr) = run_with_input(chat_command(&server.addr.to_string()), "hi\n");
+    assert_eq!(code, Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("refused the connection"), "{stderr}");
+    assert!(stderr.contains("the server is full"), "{stderr}");
+}
+
+#[test]
+fn chat_fails_when_the_server_goes_away_mid_chat() {
+    let mut server = ServeProcess::start(&["--robot", "echo"]);
+    let mut chat = chat_command(&server.addr.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The person is still typing: standard input stays open.
+    let mut stdin = chat.stdin.take().unwrap();
+    stdin.write_all(b"first\n").unwrap();
+    let mut stdout = std::io::BufReader::new(chat.stdout.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("\nfirst\n") {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert!(n > 0, "chat ended early: {seen}");
+        seen.push_str(&line);
+    }
+    server.signal(libc::SIGKILL);
+    server.wait();
+    let out = chat.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains("connection closed by the server")
+            || stderr.contains("connection was lost"),
+        "{stderr}"
+    );
+    drop(stdin);
+}
+
+#[test]
+fn chat_without_user_in_the_environment_uses_the_account_name() {
+    let expected = Command::new("id").arg("-un").output().unwrap();
+    let expected = String::from_utf8(expected.stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    // A server of our own that answers with the message line it got, user name and all.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (mut socket, _) = listener.accept().unwrap();
+        socket.write_all("hi there\n".as_bytes()).unwrap();
+        let mut line = String::new();
+        let mut reader = std::io::BufReader::new(socket.try_clone().unwrap());
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        socket.write_all(line.as_bytes()).unwrap();
+        // Close only once the client is done (its input ended), as robochat does.
+        std::io::Read::read_to_end(&mut reader, &mut Vec::new()).unwrap();
+    });
+    let mut chat = Command::new(robochat_bin());
+    chat.args(["chat", "--connect", &addr.to_string()])
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .env_remove("USERNAME");
+    let (code, stdout, stderr) = run_with_input(chat, "hello\n");
+    server.join().unwrap();
+    assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.contains(&format!("\n{expected}::hello\n")),
+        "expected the name {expected:?}: {stdout}"
+    );
 }
 
 #[test]
@@ -392,6 +501,23 @@ fn without_reuseport_a_taken_port_is_refused_clearly() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot listen"), "{stderr}");
+}
+
+#[test]
+fn a_server_that_cannot_start_shows_its_own_error_in_the_test() {
+    // The test helper that starts the binary passes on what the server said when it exits
+    // before listening, not only that it exited.
+    let first = ServeProcess::start(&["--robot", "echo"]);
+    let addr = first.addr.to_string();
+    let failed = std::panic::catch_unwind(|| {
+        ServeProcess::start_with(Command::new(robochat_bin()), &addr, &["--robot", "echo"])
+    });
+    let Err(panic) = failed else {
+        panic!("a second server on a taken port must not start");
+    };
+    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(message.contains("cannot listen on"), "{message}");
+    assert!(message.contains("in use"), "{message}");
 }
 
 #[test]

@@ -374,11 +374,17 @@ fn proc_status_field(pid: u32, field: &str) -> u64 {
 /// Reads stderr until the "listening on ADDR" line, then keeps collecting it on a thread.
 fn read_startup(stderr: ChildStderr) -> (SocketAddr, Arc<Mutex<Vec<String>>>, JoinHandle<()>) {
     let mut lines = BufReader::new(stderr).lines();
+    let mut before = Vec::new();
     let addr = loop {
-        let line = lines
-            .next()
-            .expect("robochat serve exited before listening")
-            .unwrap();
+        // When the server exits before listening, its own words say why (a port in use, a
+        // bad flag): show them, not only that it exited.
+        let Some(Ok(line)) = lines.next() else {
+            panic!(
+                "robochat serve exited before listening; it said:\n{}",
+                before.join("\n")
+            );
+        };
+        before.push(line.clone());
         if let Some(rest) = line.split("listening on ").nth(1) {
             let addr = rest.split_whitespace().next().unwrap();
             break addr.parse().expect("address in the start-up line");
