@@ -177,6 +177,35 @@ fn open_loop_runs_at_a_rate() {
     ]));
     assert!(number(&json, "messages") > 0.0, "{json}");
     assert_eq!(number(&json, "errors"), 0.0, "{json}");
+    // 300 messages a second is far below what the server answers: the rate is kept.
+    assert!(number(&json, "due") > 0.0, "{json}");
+    assert_eq!(field(&json, "rate_kept"), "true", "{json}");
+}
+
+#[test]
+fn an_open_loop_rate_the_server_cannot_keep_is_reported_as_such() {
+    // One worker that takes 20 ms a message answers about 50 a second; 500 are due.
+    let server = ServeProcess::start(&["--robot", "echo", "--workers", "1", "--robot-delay", "20"]);
+    let addr = server.addr.to_string();
+    let args = [
+        "--connect",
+        &addr,
+        "--connections",
+        "5",
+        "--rate",
+        "500",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+    ];
+    let output = bench(&args);
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(table.contains("RATE NOT KEPT"), "{table}");
+    assert!(table.contains("not the server's capacity"), "{table}");
+    let json = json_of(&bench(&[&args[..], &["--json"]].concat()));
+    assert_eq!(field(&json, "rate_kept"), "false", "{json}");
+    assert!(number(&json, "messages") < number(&json, "due"), "{json}");
 }
 
 #[test]

@@ -521,6 +521,48 @@ fn a_server_that_cannot_start_shows_its_own_error_in_the_test() {
 }
 
 #[test]
+fn an_invalid_rust_log_is_reported_and_the_log_stays_at_info() {
+    let mut command = Command::new(robochat_bin());
+    command.env("RUST_LOG", "verbose");
+    // The start-up line still comes (the helper waits for it), with a warning before it.
+    let server = ServeProcess::start_with(command, "127.0.0.1:0", &["--robot", "echo"]);
+    server.wait_for_log("RUST_LOG=\"verbose\" is not valid");
+    server.wait_for_log("logging at info");
+}
+
+#[test]
+fn at_debug_connections_are_logged_when_accepted_and_when_closed_with_the_reason() {
+    let mut command = Command::new(robochat_bin());
+    command.env("RUST_LOG", "debug");
+    let server = ServeProcess::start_with(command, "127.0.0.1:0", &["--robot", "echo"]);
+    let mut leaving = Client::connect(server.addr);
+    let name = leaving.stream().local_addr().unwrap().to_string();
+    server.wait_for_log(&format!("accepted {name}"));
+    // Once both sides have closed, the socket no longer knows its peer: the close line names
+    // the connection as its accept line did.
+    let accepted = server
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains(&format!("accepted {name}")))
+        .cloned()
+        .unwrap();
+    let id = accepted.split(" (").nth(1).unwrap().trim_end_matches(')');
+    leaving.send("u::exit\n");
+    assert!(leaving.line().contains("Goodbye"));
+    leaving.expect_closed();
+    server.wait_for_log(&format!(
+        "closed {id}: the client closed it after our goodbye"
+    ));
+
+    let quitting = Client::connect(server.addr);
+    let name = quitting.stream().local_addr().unwrap().to_string();
+    quitting.half_close();
+    server.wait_for_log(&format!("closed {name}: the client closed the connection"));
+}
+
+#[test]
 fn with_two_loops_both_serve_clients() {
     let mut command = Command::new(robochat_bin());
     command.env("RUST_LOG", "debug");

@@ -4,9 +4,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Upper bounds of the latency histogram's buckets, in seconds (Prometheus `le`).
-pub const LATENCY_BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+/// Upper bounds of the latency histogram's buckets, in seconds (Prometheus `le`): from 10 µs,
+/// where an offline robot answers (the embedded robot takes about 5 µs), to 30 s, past the
+/// longest a web robot is usually given.
+pub const LATENCY_BUCKETS: [f64; 20] = [
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
 /// What the robots have done so far.
@@ -39,5 +42,32 @@ impl RobotStats {
         self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         self.latency_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_calls_land_in_the_low_buckets() {
+        let stats = RobotStats::default();
+        stats.record(true, Duration::from_micros(5));
+        stats.record(true, Duration::from_micros(40));
+        stats.record(false, Duration::from_secs(60));
+        let counts: Vec<u64> = stats
+            .latency_buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        assert_eq!(counts[0], 1, "5 µs is within the first bucket (10 µs)");
+        assert_eq!(counts[2], 1, "40 µs is within the 50 µs bucket");
+        assert_eq!(
+            counts[LATENCY_BUCKETS.len()],
+            1,
+            "a minute is past every bound"
+        );
+        assert_eq!(stats.ok.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.failed.load(Ordering::Relaxed), 1);
     }
 }

@@ -97,14 +97,16 @@ impl Conn {
         }
     }
 
-    /// Who this is, for log lines: the client a PROXY header named, or the socket's peer.
-    pub fn peer_name(&self) -> String {
+    /// Who this is, for log lines: the client a PROXY header named, or the socket's peer, or
+    /// (once the peer is gone, when the socket no longer knows it) the connection's number in
+    /// the log line of its accept.
+    pub fn peer_name(&self, loop_index: usize) -> String {
         match &self.client {
             Some(client) => client.to_string(),
-            None => self
-                .socket
-                .peer_addr()
-                .map_or_else(|_| "(peer gone)".to_owned(), |a| a.to_string()),
+            None => self.socket.peer_addr().map_or_else(
+                |_| format!("connection {loop_index}.{}", self.generation),
+                |a| a.to_string(),
+            ),
         }
     }
 

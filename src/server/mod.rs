@@ -584,12 +584,15 @@ impl EventLoop {
         conn.awaiting_proxy_header = self.ctx.config.proxy_protocol;
         self.ctx.metrics.open.fetch_add(1, Ordering::Relaxed);
         Metrics::add(&self.ctx.metrics.accepted, 1);
-        log::debug!("loop {} accepted {addr}", self.index);
+        log::debug!(
+            "loop {} accepted {addr} (connection {}.{generation})",
+            self.index,
+            self.index
+        );
         match conn.send(&self.greeting) {
             Ok(sent) => Metrics::add(&self.ctx.metrics.bytes_out, sent),
             Err(e) => {
-                log::info!("connection from {addr} failed: {e}");
-                self.close(token);
+                self.close(token, Closed::Failed(e));
                 return;
             }
         }
@@ -612,7 +615,8 @@ impl EventLoop {
             match conn.discard_input(&mut self.scratch, READS_PER_TURN) {
                 Ok(Discarded::UntilWouldBlock) => {}
                 Ok(Discarded::Budget) => self.rerun.push(token),
-                Ok(Discarded::UntilClosed) | Err(_) => self.close(token),
+                Ok(Discarded::UntilClosed) => self.close(token, Closed::AfterGoodbye),
+                Err(e) => self.close(token, Closed::Failed(e)),
             }
             return;
         }
@@ -623,12 +627,8 @@ impl EventLoop {
                 self.rerun.push(token);
                 self.track_timers(token);
             }
-            Err(e) => {
-                if !is_disconnect(&e) {
-                    log::info!("connection {} failed: {e}", conn.peer_name());
-                }
-                self.close(token);
-            }
+            Err(e) if is_disconnect(&e) => self.close(token, Closed::Reset),
+            Err(e) => self.close(token, Closed::Failed(e)),
         }
     }
 
@@ -642,8 +642,12 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(token) else {
             return;
         };
-        if conn.peer_closed || conn.socket.shutdown(std::net::Shutdown::Write).is_err() {
-            self.close(token);
+        if conn.peer_closed {
+            self.close(token, Closed::ClientClosed);
+            return;
+        }
+        if let Err(e) = conn.socket.shutdown(std::net::Shutdown::Write) {
+            self.close(token, Closed::Failed(e));
             return;
         }
         conn.lingering = true;
@@ -659,7 +663,7 @@ impl EventLoop {
                 break;
             }
             self.lingering.pop_front();
-            self.close(token); // a no-op if the client closed in time
+            self.close(token, Closed::LingerTimeout); // a no-op if the client closed in time
         }
     }
 
@@ -694,14 +698,18 @@ impl EventLoop {
         }
     }
 
-    fn close(&mut self, token: Token) {
+    fn close(&mut self, token: Token, why: Closed) {
         let (key, generation) = split_token(token);
-        if !self
+        let Some(conn) = self
             .conns
             .get(key)
-            .is_some_and(|conn| same_generation(conn, generation))
-        {
+            .filter(|conn| same_generation(conn, generation))
+        else {
             return;
+        };
+        let level = why.log_level();
+        if log::log_enabled!(level) {
+            log::log!(level, "closed {}: {why}", conn.peer_name(self.index));
         }
         // Dropping the socket closes it, which also removes it from the poll.
         let conn = self.conns.remove(key);
@@ -747,7 +755,7 @@ impl EventLoop {
                 self.ctx.lookups_in_flight -= 1;
             }
             match conn.send(&notice) {
-                Err(_) => self.close(token),
+                Err(e) => self.close(token, Closed::Failed(e)),
                 Ok(_) if conn.finished() => self.finish(token),
                 Ok(_) => {}
             }
@@ -767,6 +775,52 @@ impl EventLoop {
             .open
             .fetch_sub(self.conns.len(), Ordering::Relaxed);
         self.conns.clear();
+    }
+}
+
+/// Why a connection was closed, for the log: failures and timeouts at `info`, the ordinary
+/// ends of a chat at `debug`.
+pub(super) enum Closed {
+    /// The client closed its side and had everything it asked for.
+    ClientClosed,
+    /// The client closed its side after our goodbye (`exit`, idle, shutdown).
+    AfterGoodbye,
+    /// The client did not close within [`LINGER_TIMEOUT`] of our goodbye.
+    LingerTimeout,
+    /// The client reset the connection.
+    Reset,
+    /// Reading or writing failed.
+    Failed(io::Error),
+    /// `--line-timeout` (seconds) ran out.
+    LineTimeout(u32),
+    /// `--send-timeout` (seconds) ran out.
+    SendTimeout(u32),
+}
+
+impl Closed {
+    fn log_level(&self) -> log::Level {
+        match self {
+            Closed::Failed(_) | Closed::LineTimeout(_) | Closed::SendTimeout(_) => log::Level::Info,
+            _ => log::Level::Debug,
+        }
+    }
+}
+
+impl std::fmt::Display for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Closed::ClientClosed => f.write_str("the client closed the connection"),
+            Closed::AfterGoodbye => f.write_str("the client closed it after our goodbye"),
+            Closed::LingerTimeout => write!(
+                f,
+                "the client did not close within {} s of our goodbye",
+                LINGER_TIMEOUT.as_secs()
+            ),
+            Closed::Reset => f.write_str("the client reset the connection"),
+            Closed::Failed(e) => write!(f, "the connection failed: {e}"),
+            Closed::LineTimeout(secs) => write!(f, "an unfinished line for {secs} s"),
+            Closed::SendTimeout(secs) => write!(f, "its replies went unread for {secs} s"),
+        }
     }
 }
 
@@ -845,10 +899,9 @@ fn take_proxy_header(conn: &mut Conn, bytes: &[u8]) -> io::Result<()> {
         ProxyParse::Incomplete => Ok(()),
         ProxyParse::Done { header, consumed } => {
             if let ProxyHeader::Proxied { source, .. } = header {
-                log::debug!(
-                    "connection from proxy {} is for client {source}",
-                    conn.peer_name()
-                );
+                if let Ok(proxy) = conn.socket.peer_addr() {
+                    log::debug!("connection from proxy {proxy} is for client {source}");
+                }
                 conn.client = Some(Box::new(source));
             }
             conn.awaiting_proxy_header = false;

@@ -11,7 +11,7 @@ use mio::Token;
 
 use super::builder::Config;
 use super::conn::{Conn, NEVER};
-use super::{encode_line, same_generation, split_token, EventLoop, TIMER_SWEEP};
+use super::{encode_line, same_generation, split_token, Closed, EventLoop, TIMER_SWEEP};
 
 /// A timeout that ran out.
 enum Expired {
@@ -106,23 +106,16 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(token) else {
             return;
         };
-        let peer = conn.peer_name();
         match expired {
-            Expired::Line => {
-                log::info!("closed {peer}: an unfinished line for {line_secs} s");
-                self.close(token);
-            }
-            Expired::Send => {
-                log::info!("closed {peer}: its replies went unread for {send_secs} s");
-                self.close(token);
-            }
+            Expired::Line => self.close(token, Closed::LineTimeout(line_secs)),
+            Expired::Send => self.close(token, Closed::SendTimeout(send_secs)),
             Expired::Idle => {
                 conn.closing = true;
                 match conn.send(&notice) {
                     Ok(_) if conn.finished() => self.finish(token),
                     // The notice waits for the client to read it (under the send timeout).
                     Ok(_) => self.track_timers(token),
-                    Err(_) => self.close(token),
+                    Err(e) => self.close(token, Closed::Failed(e)),
                 }
             }
         }

@@ -262,7 +262,7 @@ pub fn robochat_bin() -> &'static str {
 pub struct ServeProcess {
     pub child: Child,
     pub addr: SocketAddr,
-    /// The log lines after the start-up line, collected as they arrive.
+    /// The log lines, collected as they arrive.
     pub log: Arc<Mutex<Vec<String>>>,
     log_thread: Option<JoinHandle<()>>,
 }
@@ -390,7 +390,7 @@ fn read_startup(stderr: ChildStderr) -> (SocketAddr, Arc<Mutex<Vec<String>>>, Jo
             break addr.parse().expect("address in the start-up line");
         }
     };
-    let log = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::new(Mutex::new(before));
     let sink = Arc::clone(&log);
     let thread = thread::spawn(move || {
         for line in lines.map_while(Result::ok) {

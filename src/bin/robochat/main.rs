@@ -3,6 +3,7 @@
 mod args;
 mod bench;
 mod chat;
+mod logging;
 mod robots;
 mod serve;
 

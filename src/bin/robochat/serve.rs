@@ -195,12 +195,7 @@ pub fn main(parser: lexopt::Parser) -> Result<(), Failure> {
     let Some(o) = parse(parser)? else {
         return Ok(());
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        // ureq logs whole request URLs at trace level, and Tuling v1 carries its key (and the
-        // user's text) in the query: never let those reach the log.
-        .filter_module("ureq", log::LevelFilter::Debug)
-        .filter_module("ureq_proto", log::LevelFilter::Debug)
-        .init();
+    crate::logging::init();
     // Before any thread exists, so that every thread inherits the blocked signals.
     let signals = TerminationSignals::block()
         .map_err(|e| Failure::Runtime(format!("cannot set up signal handling: {e}")))?;

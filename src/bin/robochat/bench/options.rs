@@ -36,7 +36,7 @@ Options:
                              and idle-round messages in flight at once, so the server's listen
                              backlog is not overrun [default: 256]. One address takes about
                              28000 connections from one client address (the ephemeral ports).
-  --source-ip ADDR[,ADDR]   Connect from these local addresses, in turn (such as
+  --source-ip ADDR[,ADDR]    Connect from these local addresses, in turn (such as
                              127.0.0.2,127.0.0.3): each has its own ephemeral ports, so several
                              allow more connections to one server address than one does
                              [default: the system chooses]
@@ -54,7 +54,9 @@ Open loop (--rate R): messages are sent on a fixed schedule whether or not repli
 back (several may be outstanding on a connection; the server answers them in order). Latency is
 measured from the time each message was due, not when it was actually written, so a stall shows
 up in the percentiles (no coordinated omission, as in wrk2). R should be below what the closed
-loop reached.
+loop reached: the report counts the messages due, sent and answered in the measured time, and
+says RATE NOT KEPT when under 99% of them were sent or answered. Then the figures describe a
+server (or a load generator) falling behind, not its capacity.
 
 Legacy framing (--framing legacy) speaks to the tutorial's server, which reads one recv() as one
 message and sends its greeting and replies without a newline: each message is sent as USER::TEXT
@@ -73,7 +75,7 @@ apart. None of them stops the run. `sent` counts every message sent, warmup and 
 included.
 
 Memory per idle connection: start the server, then
-  robochat bench --idle 10000 --connections 10 --server-pid $(pgrep -f 'robochat serve')
+  robochat bench --idle 10000 --connections 10 --server-pid $(pgrep -n -f 'robochat serve')
 and read `server memory` (or server_rss_bytes_per_idle in --json): the growth of the server's
 resident memory from before any connection to after the idle ones are open, divided by --idle.
 Add --idle-message to also see it after each idle connection has sent one message.

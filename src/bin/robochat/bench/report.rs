@@ -21,6 +21,8 @@ pub struct Summary {
     pub seconds: f64,
     pub messages: u64,
     pub sent: u64,
+    /// Open loop: messages due in the measured window, and of them sent.
+    pub schedule: Option<Schedule>,
     pub msgs_per_sec: f64,
     /// p50, p90, p99, p99.9, max in µs; `None` when no message was counted.
     pub latency: Option<[u64; 5]>,
@@ -62,6 +64,11 @@ impl Summary {
             seconds: o.duration,
             messages: stats.messages,
             sent: stats.sent,
+            schedule: o.rate.map(|_| Schedule {
+                due: stats.due,
+                sent: stats.sent_measured,
+                answered: stats.messages,
+            }),
             msgs_per_sec: stats.messages as f64 / o.duration,
             latency,
             errors: stats.errors(),
@@ -109,6 +116,9 @@ impl Summary {
             "  messages        {} answered ({:.1} msgs/s); {} sent in all",
             self.messages, self.msgs_per_sec, self.sent
         );
+        if let Some(schedule) = &self.schedule {
+            s.push_str(&schedule.human());
+        }
         match self.latency {
             Some([p50, p90, p99, p999, max]) => {
                 let _ = writeln!(
@@ -173,6 +183,7 @@ impl Summary {
 
     /// One JSON object (with a newline). Keys that do not apply are null, never left out.
     pub fn json(&self) -> String {
+        let num = |v: Option<u64>| opt(v.map(|v| v.to_string()));
         let mut f: Vec<(&str, String)> = vec![
             ("connect", quote(&self.addr)),
             ("framing", quote(self.framing)),
@@ -195,6 +206,12 @@ impl Summary {
             ("messages", self.messages.to_string()),
             ("sent", self.sent.to_string()),
             ("msgs_per_sec", format!("{:.1}", self.msgs_per_sec)),
+            ("due", num(self.schedule.map(|s| s.due))),
+            ("sent_measured", num(self.schedule.map(|s| s.sent))),
+            (
+                "rate_kept",
+                opt(self.schedule.map(|s| s.verdict().is_none().to_string())),
+            ),
         ];
         let names = ["p50_us", "p90_us", "p99_us", "p999_us", "max_us"];
         for (k, name) in names.into_iter().enumerate() {
@@ -220,7 +237,6 @@ impl Summary {
             f.push((name, opt(self.connect.map(|c| c[k].to_string()))));
         }
         let m = self.memory;
-        let num = |v: Option<u64>| opt(v.map(|v| v.to_string()));
         f.extend([
             ("server_rss_before_bytes", num(m.map(|m| m.before))),
             (
@@ -245,6 +261,63 @@ impl Summary {
         ]);
         let body: Vec<String> = f.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
         format!("{{{}}}\n", body.join(","))
+    }
+}
+
+/// What became of an open loop's timetable in the measured window.
+#[derive(Clone, Copy)]
+pub struct Schedule {
+    /// Messages due.
+    pub due: u64,
+    /// Of them, sent (a connection that is gone sends nothing).
+    pub sent: u64,
+    /// Of them, answered before the end of the run.
+    pub answered: u64,
+}
+
+/// The share of the due messages below which a rate counts as not kept.
+const KEPT: f64 = 0.99;
+
+/// Why an open loop did not keep its rate.
+enum Missed {
+    /// The load generator itself could not send the messages.
+    Sending,
+    /// The server fell behind: the answers lag the timetable more and more.
+    Answering,
+}
+
+impl Schedule {
+    fn verdict(&self) -> Option<Missed> {
+        let share = |n: u64| n as f64 / self.due.max(1) as f64;
+        if share(self.sent) < KEPT {
+            Some(Missed::Sending)
+        } else if share(self.answered) < KEPT {
+            Some(Missed::Answering)
+        } else {
+            None
+        }
+    }
+
+    fn human(&self) -> String {
+        let share = 100.0 * self.answered as f64 / self.due.max(1) as f64;
+        let mut s = format!(
+            "  schedule        {} due in the measured time, {} sent, {} answered ({share:.1}%)\n",
+            self.due, self.sent, self.answered
+        );
+        match self.verdict() {
+            None => {}
+            Some(Missed::Sending) => s.push_str(
+                "  RATE NOT KEPT   the load generator could not send at this rate; the figures \
+                 are not the server's: use more --threads or a lower --rate\n",
+            ),
+            Some(Missed::Answering) => s.push_str(
+                "  RATE NOT KEPT   the server did not keep up with this rate: answers fell behind \
+                 the timetable (latency counts from when each message was due), so msgs/s is \
+                 not the server's capacity; measure that in closed loop (without --rate), \
+                 then choose a rate below it\n",
+            ),
+        }
+        s
     }
 }
 

@@ -23,6 +23,10 @@ pub struct Stats {
     pub messages: u64,
     /// Messages sent, warmup included.
     pub sent: u64,
+    /// Open loop: messages due in the measured window, and how many of them were sent (a
+    /// connection that is gone sends nothing).
+    pub due: u64,
+    pub sent_measured: u64,
     /// Replies starting with `ERR `.
     pub err_replies: u64,
     /// Messages never answered by the end of the grace period (or within the idle round's
@@ -50,6 +54,8 @@ impl Default for Stats {
             connect: histogram(),
             messages: 0,
             sent: 0,
+            due: 0,
+            sent_measured: 0,
             err_replies: 0,
             timeouts: 0,
             lost: 0,
@@ -94,6 +100,8 @@ impl Stats {
             .expect("histograms with the same bounds");
         self.messages += other.messages;
         self.sent += other.sent;
+        self.due += other.due;
+        self.sent_measured += other.sent_measured;
         self.err_replies += other.err_replies;
         self.timeouts += other.timeouts;
         self.lost += other.lost;

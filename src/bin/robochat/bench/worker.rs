@@ -237,7 +237,7 @@ impl Worker {
             }
             let mut wake = if sending { stop_sending_at } else { grace_end };
             if let Some(schedule) = schedule.as_mut().filter(|_| sending) {
-                let next = self.send_due(schedule, now, stop_sending_at);
+                let next = self.send_due(schedule, now, measure_from, stop_sending_at);
                 let after = next.saturating_duration_since(Instant::now());
                 match &self.timer {
                     Some(timer) if timer.set(after).is_ok() => {}
@@ -253,8 +253,16 @@ impl Worker {
         Ok(())
     }
 
-    /// Open loop: sends every message due by `now`; returns when the next one is due.
-    fn send_due(&mut self, schedule: &mut Schedule, now: Instant, stop: Instant) -> Instant {
+    /// Open loop: sends every message due by `now`; returns when the next one is due. Counts the
+    /// messages due in the measured window and those of them sent, so that the report can say
+    /// whether the rate was kept.
+    fn send_due(
+        &mut self,
+        schedule: &mut Schedule,
+        now: Instant,
+        measure_from: Instant,
+        stop: Instant,
+    ) -> Instant {
         loop {
             let (due, conn) = schedule.peek();
             if due > now || due >= stop {
@@ -262,7 +270,11 @@ impl Worker {
             }
             // A message scheduled on a connection that is gone is not sent; the connection's end
             // is already counted as an error.
-            self.send_and_handle(conn, due);
+            let sent = self.send_and_handle(conn, due);
+            if due >= measure_from {
+                self.stats.due += 1;
+                self.stats.sent_measured += u64::from(sent);
+            }
             schedule.advance();
         }
     }
@@ -285,19 +297,21 @@ impl Worker {
 
     /// Sends the message on connection `i` if it is open, due at `due`. What the write
     /// produced (a failed write ends the connection) waits in `incoming`: the caller handles it.
-    fn send(&mut self, i: usize, due: Instant) {
+    fn send(&mut self, i: usize, due: Instant) -> bool {
         if self.conns[i].stage != Stage::Open {
-            return;
+            return false;
         }
         self.conns[i].send(&self.message, due, &mut self.incoming);
         self.stats.sent += 1;
         self.outstanding += 1;
+        true
     }
 
-    /// [`send`](Self::send), then handles what it produced.
-    fn send_and_handle(&mut self, i: usize, due: Instant) {
-        self.send(i, due);
+    /// [`send`](Self::send), then handles what it produced. Returns whether it was sent.
+    fn send_and_handle(&mut self, i: usize, due: Instant) -> bool {
+        let sent = self.send(i, due);
         self.handle_incoming(i);
+        sent
     }
 
     fn poll_once(&mut self, timeout: Duration) -> io::Result<()> {
