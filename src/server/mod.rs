@@ -592,7 +592,7 @@ impl EventLoop {
         match conn.send(&self.greeting) {
             Ok(sent) => Metrics::add(&self.ctx.metrics.bytes_out, sent),
             Err(e) => {
-                self.close(token, Closed::Failed(e));
+                self.close(token, CloseReason::Failed(e));
                 return;
             }
         }
@@ -615,8 +615,8 @@ impl EventLoop {
             match conn.discard_input(&mut self.scratch, READS_PER_TURN) {
                 Ok(Discarded::UntilWouldBlock) => {}
                 Ok(Discarded::Budget) => self.rerun.push(token),
-                Ok(Discarded::UntilClosed) => self.close(token, Closed::AfterGoodbye),
-                Err(e) => self.close(token, Closed::Failed(e)),
+                Ok(Discarded::UntilClosed) => self.close(token, CloseReason::AfterGoodbye),
+                Err(e) => self.close(token, CloseReason::Failed(e)),
             }
             return;
         }
@@ -627,8 +627,8 @@ impl EventLoop {
                 self.rerun.push(token);
                 self.track_timers(token);
             }
-            Err(e) if is_disconnect(&e) => self.close(token, Closed::Reset),
-            Err(e) => self.close(token, Closed::Failed(e)),
+            Err(e) if is_disconnect(&e) => self.close(token, CloseReason::Reset),
+            Err(e) => self.close(token, CloseReason::Failed(e)),
         }
     }
 
@@ -643,11 +643,11 @@ impl EventLoop {
             return;
         };
         if conn.peer_closed {
-            self.close(token, Closed::ClientClosed);
+            self.close(token, CloseReason::ByClient);
             return;
         }
         if let Err(e) = conn.socket.shutdown(std::net::Shutdown::Write) {
-            self.close(token, Closed::Failed(e));
+            self.close(token, CloseReason::Failed(e));
             return;
         }
         conn.lingering = true;
@@ -663,7 +663,7 @@ impl EventLoop {
                 break;
             }
             self.lingering.pop_front();
-            self.close(token, Closed::LingerTimeout); // a no-op if the client closed in time
+            self.close(token, CloseReason::LingerTimeout); // a no-op if the client closed in time
         }
     }
 
@@ -698,7 +698,7 @@ impl EventLoop {
         }
     }
 
-    fn close(&mut self, token: Token, why: Closed) {
+    fn close(&mut self, token: Token, why: CloseReason) {
         let (key, generation) = split_token(token);
         let Some(conn) = self
             .conns
@@ -755,7 +755,7 @@ impl EventLoop {
                 self.ctx.lookups_in_flight -= 1;
             }
             match conn.send(&notice) {
-                Err(e) => self.close(token, Closed::Failed(e)),
+                Err(e) => self.close(token, CloseReason::Failed(e)),
                 Ok(_) if conn.finished() => self.finish(token),
                 Ok(_) => {}
             }
@@ -780,9 +780,9 @@ impl EventLoop {
 
 /// Why a connection was closed, for the log: failures and timeouts at `info`, the ordinary
 /// ends of a chat at `debug`.
-pub(super) enum Closed {
+pub(super) enum CloseReason {
     /// The client closed its side and had everything it asked for.
-    ClientClosed,
+    ByClient,
     /// The client closed its side after our goodbye (`exit`, idle, shutdown).
     AfterGoodbye,
     /// The client did not close within [`LINGER_TIMEOUT`] of our goodbye.
@@ -797,29 +797,31 @@ pub(super) enum Closed {
     SendTimeout(u32),
 }
 
-impl Closed {
+impl CloseReason {
     fn log_level(&self) -> log::Level {
         match self {
-            Closed::Failed(_) | Closed::LineTimeout(_) | Closed::SendTimeout(_) => log::Level::Info,
+            CloseReason::Failed(_) | CloseReason::LineTimeout(_) | CloseReason::SendTimeout(_) => {
+                log::Level::Info
+            }
             _ => log::Level::Debug,
         }
     }
 }
 
-impl std::fmt::Display for Closed {
+impl std::fmt::Display for CloseReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Closed::ClientClosed => f.write_str("the client closed the connection"),
-            Closed::AfterGoodbye => f.write_str("the client closed it after our goodbye"),
-            Closed::LingerTimeout => write!(
+            CloseReason::ByClient => f.write_str("the client closed the connection"),
+            CloseReason::AfterGoodbye => f.write_str("the client closed it after our goodbye"),
+            CloseReason::LingerTimeout => write!(
                 f,
                 "the client did not close within {} s of our goodbye",
                 LINGER_TIMEOUT.as_secs()
             ),
-            Closed::Reset => f.write_str("the client reset the connection"),
-            Closed::Failed(e) => write!(f, "the connection failed: {e}"),
-            Closed::LineTimeout(secs) => write!(f, "an unfinished line for {secs} s"),
-            Closed::SendTimeout(secs) => write!(f, "its replies went unread for {secs} s"),
+            CloseReason::Reset => f.write_str("the client reset the connection"),
+            CloseReason::Failed(e) => write!(f, "the connection failed: {e}"),
+            CloseReason::LineTimeout(secs) => write!(f, "an unfinished line for {secs} s"),
+            CloseReason::SendTimeout(secs) => write!(f, "its replies went unread for {secs} s"),
         }
     }
 }

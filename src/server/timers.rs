@@ -11,7 +11,7 @@ use mio::Token;
 
 use super::builder::Config;
 use super::conn::{Conn, NEVER};
-use super::{encode_line, same_generation, split_token, Closed, EventLoop, TIMER_SWEEP};
+use super::{encode_line, same_generation, split_token, CloseReason, EventLoop, TIMER_SWEEP};
 
 /// A timeout that ran out.
 enum Expired {
@@ -107,15 +107,15 @@ impl EventLoop {
             return;
         };
         match expired {
-            Expired::Line => self.close(token, Closed::LineTimeout(line_secs)),
-            Expired::Send => self.close(token, Closed::SendTimeout(send_secs)),
+            Expired::Line => self.close(token, CloseReason::LineTimeout(line_secs)),
+            Expired::Send => self.close(token, CloseReason::SendTimeout(send_secs)),
             Expired::Idle => {
                 conn.closing = true;
                 match conn.send(&notice) {
                     Ok(_) if conn.finished() => self.finish(token),
                     // The notice waits for the client to read it (under the send timeout).
                     Ok(_) => self.track_timers(token),
-                    Err(e) => self.close(token, Closed::Failed(e)),
+                    Err(e) => self.close(token, CloseReason::Failed(e)),
                 }
             }
         }
