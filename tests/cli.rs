@@ -443,6 +443,80 @@ fn help_answers_questions_and_bad_flags_are_explained() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown robot"));
 }
 
+/// Runs `robochat ARGS` to the end; returns (exit code, stdout, stderr).
+fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(robochat_bin()).args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_command_line_follows_the_conventions() {
+    // No command: a short usage on stderr and status 2.
+    let (code, stdout, stderr) = run(&[]);
+    assert_eq!(code, Some(2));
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("Usage: robochat"), "{stderr}");
+    // `help COMMAND` is that command's help.
+    let (code, stdout, _) = run(&["help", "serve"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.starts_with("Run the chat-robot server."), "{stdout}");
+    assert!(stdout.contains("--max-line"), "{stdout}");
+    let (code, stdout, _) = run(&["help", "bench"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("--source-ip"), "{stdout}");
+    // A usage error points to the help of the command it was in.
+    let (code, _, stderr) = run(&["chat", "--bogus"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("robochat chat --help"), "{stderr}");
+}
+
+#[test]
+fn settings_out_of_range_name_their_flag_and_are_usage_errors() {
+    for (args, expected) in [
+        (&["--max-line", "3"][..], "--max-line must be at least"),
+        (&["--loops", "0"][..], "--loops must be between"),
+        (&["--queue", "0"][..], "--queue must be between"),
+        (
+            &["--max-connections", "0"][..],
+            "--max-connections must be between",
+        ),
+        (
+            &["--workers", "0", "--robot", "openai"][..],
+            "--workers must be at least 1",
+        ),
+        (
+            &["--listen", "nonsense"][..],
+            "invalid value 'nonsense' for --listen",
+        ),
+        (
+            &["--robot", "openai", "--openai-url", "notaurl"][..],
+            "invalid value 'notaurl' for --openai-url",
+        ),
+    ] {
+        let (code, _, stderr) = run(&[&["serve"][..], args].concat());
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(stderr.contains("robochat serve --help"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_metrics_port_in_use_is_named_by_its_flag() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let (code, _, stderr) = run(&["serve", "--listen", "127.0.0.1:0", "--metrics", &port]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {port}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("choose another with --metrics"), "{stderr}");
+}
+
 #[test]
 fn under_systemd_it_says_when_it_is_ready_and_when_it_stops() {
     use std::os::unix::net::UnixDatagram;

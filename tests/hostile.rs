@@ -95,3 +95,83 @@ fn a_thousand_reset_connections_leave_nothing_behind() {
     }
     assert_eq!(server.open_fds(), fds_before);
 }
+
+/// Opens `count` connections at once while the server is stopped (as while a restarted server
+/// is still starting, or busy), then lets it run and waits for every greeting; returns how long
+/// the last one took from when the server ran again.
+fn reconnect_storm(server: &ServeProcess, count: usize) -> Duration {
+    use mio::net::TcpStream;
+    use mio::{Events, Interest, Poll, Token};
+    use std::io::Read;
+
+    let mut poll = Poll::new().unwrap();
+    server.signal(libc::SIGSTOP);
+    let mut streams: Vec<TcpStream> = (0..count)
+        .map(|i| {
+            let mut stream = TcpStream::connect(server.addr).expect("start a connect");
+            poll.registry()
+                .register(&mut stream, Token(i), Interest::READABLE)
+                .unwrap();
+            stream
+        })
+        .collect();
+    let started = Instant::now();
+    server.signal(libc::SIGCONT);
+    let greeting = "你好，欢迎来到机器人聊天器！\n".as_bytes();
+    let mut received = vec![0usize; count];
+    let mut greeted = 0;
+    let mut events = Events::with_capacity(1024);
+    let mut buf = [0u8; 256];
+    while greeted < count {
+        assert!(
+            started.elapsed() < READ_TIMEOUT,
+            "{greeted} of {count} greeted after {READ_TIMEOUT:?}"
+        );
+        poll.poll(&mut events, Some(Duration::from_millis(100)))
+            .unwrap();
+        for event in events.iter() {
+            let i = event.token().0;
+            loop {
+                match streams[i].read(&mut buf) {
+                    Ok(0) => panic!("connection {i} closed before its greeting"),
+                    Ok(n) => {
+                        received[i] += n;
+                        if received[i] == greeting.len() {
+                            greeted += 1;
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("connection {i}: {e}"),
+                }
+            }
+        }
+    }
+    started.elapsed()
+}
+
+#[test]
+fn two_thousand_clients_reconnecting_at_once_are_all_greeted_promptly() {
+    // A restart or a load balancer's failover: thousands of clients connect in the same moment.
+    // With a listen backlog of 128 the kernel drops most of their SYNs, and those clients
+    // retry only a second or more later.
+    // The kernel queues what the backlog allows and drops the SYNs past it; those clients try
+    // again a second later, and those dropped again two seconds after that.
+    let server = ServeProcess::start(&["--robot", "echo", "--max-connections", "3000"]);
+    let took = reconnect_storm(&server, 2000);
+    assert!(
+        took < Duration::from_secs(2),
+        "2,000 connections took {took:?} to be greeted"
+    );
+}
+
+#[test]
+fn a_backlog_above_the_system_cap_is_warned_about() {
+    let cap: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let backlog = (cap + 1).to_string();
+    let server = ServeProcess::start(&["--robot", "echo", "--backlog", &backlog]);
+    server.wait_for_log(&format!("caps it at {cap}"));
+}

@@ -18,6 +18,14 @@ pub const MAX_WORKERS: usize = 4096;
 /// The longest robot queue, in jobs.
 pub const MAX_QUEUE: usize = 1_000_000;
 
+/// Connections the kernel may queue before they are accepted: enough for thousands of clients
+/// reconnecting at once after a restart or a load balancer's failover (Redis and nginx use 511).
+pub const DEFAULT_BACKLOG: u32 = 1024;
+/// The kernel send buffer of each connection (`SO_SNDBUF`), in bytes. Replies are small; this
+/// holds hundreds of them, and it bounds what a client that never reads can make the kernel keep
+/// for it (autotuning would let that grow to 4 MiB per connection).
+pub const DEFAULT_SEND_BUFFER: usize = 64 * 1024;
+
 /// The greeting sent to every new connection, as in the tutorial.
 pub const DEFAULT_GREETING: &str = "你好，欢迎来到机器人聊天器！";
 
@@ -42,6 +50,9 @@ pub(crate) struct Config {
     pub idle_timeout: u32,
     pub idle_notice: String,
     pub reuse_port: bool,
+    pub backlog: u32,
+    /// `SO_SNDBUF` of each connection, or `None` for the kernel's autotuning.
+    pub send_buffer: Option<usize>,
     pub proxy_protocol: bool,
     pub loops: usize,
     pub metrics: Option<SocketAddr>,
@@ -82,6 +93,8 @@ impl Default for ServerBuilder {
                 idle_notice: "你很久没有说话了，再见！Closing this idle connection. Goodbye!"
                     .to_owned(),
                 reuse_port: false,
+                backlog: DEFAULT_BACKLOG,
+                send_buffer: Some(DEFAULT_SEND_BUFFER),
                 proxy_protocol: false,
                 loops: 1,
                 metrics: None,
@@ -196,6 +209,22 @@ impl ServerBuilder {
         self
     }
 
+    /// Connections the kernel may queue for accepting (default [`DEFAULT_BACKLOG`]); the system
+    /// caps it at `net.core.somaxconn`, and the server warns at start if that is lower.
+    pub fn backlog(mut self, connections: u32) -> Self {
+        self.config.backlog = connections;
+        self
+    }
+
+    /// The kernel send buffer of each connection (`SO_SNDBUF`, default
+    /// [`DEFAULT_SEND_BUFFER`]): with the server's own 16 KiB of unsent output per connection,
+    /// it bounds the memory a client that never reads can tie up. `0` leaves it to the kernel's
+    /// autotuning (up to `net.ipv4.tcp_wmem`'s maximum, 4 MiB by default).
+    pub fn send_buffer(mut self, bytes: usize) -> Self {
+        self.config.send_buffer = (bytes > 0).then_some(bytes);
+        self
+    }
+
     /// Requires every connection to start with a PROXY protocol header (v1 or v2), as a load
     /// balancer such as HAProxy sends with `send-proxy`: the client address it carries is the
     /// one logged. A missing, malformed or late (past the line timeout) header closes the
@@ -232,57 +261,77 @@ impl ServerBuilder {
             return Err(BuildError::Address(why));
         }
         let config = self.config;
+        let invalid = |setting, problem: String| Err(BuildError::Config { setting, problem });
         if config.workers == 0 && !config.robot.never_blocks() {
-            return Err(BuildError::Config(format!(
-                "the {} robot may block, so it needs at least one worker (workers 0 answers on \
-                 the event loop and is only for robots that never block, such as embedded and echo)",
-                config.robot.name()
-            )));
+            return invalid(
+                "workers",
+                format!(
+                    "must be at least 1 for the {} robot, which may block (0 answers on the event \
+                     loop and is only for robots that never block, such as embedded and echo)",
+                    config.robot.name()
+                ),
+            );
         }
         if config.workers == 0 && !config.robot_delay.is_zero() {
-            return Err(BuildError::Config(
-                "a robot delay needs at least one worker".into(),
-            ));
+            return invalid("robot_delay", "needs at least one worker".into());
         }
         if !(1..=MAX_LOOPS).contains(&config.loops) {
-            return Err(BuildError::Config(format!(
-                "loops must be between 1 and {MAX_LOOPS}"
-            )));
+            return invalid("loops", format!("must be between 1 and {MAX_LOOPS}"));
         }
         if config.workers > MAX_WORKERS {
-            return Err(BuildError::Config(format!(
-                "at most {MAX_WORKERS} workers; a robot that needs more should not block"
-            )));
+            return invalid(
+                "workers",
+                format!("must be at most {MAX_WORKERS}; a robot that needs more should not block"),
+            );
         }
         // The queue's slots are allocated up front.
         if config.workers > 0 && !(1..=MAX_QUEUE).contains(&config.queue) {
-            return Err(BuildError::Config(format!(
-                "the robot queue must hold between 1 and {MAX_QUEUE} jobs"
-            )));
+            return invalid("queue", format!("must be between 1 and {MAX_QUEUE} jobs"));
         }
         if config.max_connections == 0 || config.max_connections > super::MAX_CONNECTIONS_LIMIT {
-            return Err(BuildError::Config(format!(
-                "max connections must be between 1 and {}",
-                super::MAX_CONNECTIONS_LIMIT
-            )));
+            return invalid(
+                "max_connections",
+                format!("must be between 1 and {}", super::MAX_CONNECTIONS_LIMIT),
+            );
         }
         if config.max_line < crate::protocol::MAX_USERNAME + 3 {
-            return Err(BuildError::Config(format!(
-                "max line must be at least {} bytes, enough for a username and a short message",
-                crate::protocol::MAX_USERNAME + 3
-            )));
+            return invalid(
+                "max_line",
+                format!(
+                    "must be at least {} bytes, enough for a username and a short message",
+                    crate::protocol::MAX_USERNAME + 3
+                ),
+            );
         }
         if config.max_reply < 16 {
-            return Err(BuildError::Config(
-                "max reply must be at least 16 characters".into(),
-            ));
+            return invalid("max_reply", "must be at least 16 characters".into());
+        }
+        if config.backlog == 0 {
+            return invalid("backlog", "must be at least 1".into());
+        }
+        if config
+            .send_buffer
+            .is_some_and(|b| !(4096..=1 << 30).contains(&b))
+        {
+            return invalid(
+                "send_buffer",
+                "must be 0 (the kernel's autotuning) or between 4096 and 1 GiB".into(),
+            );
         }
         if config.greeting.contains(['\n', '\r']) {
-            return Err(BuildError::Config(
-                "the greeting must be one line (no newlines)".into(),
-            ));
+            return invalid("greeting", "must be one line (no newlines)".into());
         }
         Server::bind(&self.listen, config)
+    }
+}
+
+impl Config {
+    pub(super) fn listen_options(&self) -> super::listen::ListenOptions {
+        super::listen::ListenOptions {
+            reuse_port: self.reuse_port,
+            backlog: self.backlog,
+            send_buffer: self.send_buffer,
+        }
     }
 }
 
@@ -297,34 +346,50 @@ fn whole_seconds(timeout: Duration) -> u32 {
 pub enum BuildError {
     /// The listen address could not be resolved.
     Address(String),
-    /// The listen address could not be bound (in use, not permitted, ...).
+    /// An address could not be bound (in use, not permitted, ...).
     Bind {
+        /// The builder setting it came from: `"listen"` or `"metrics"`.
+        setting: &'static str,
         /// The address tried last.
         addr: SocketAddr,
         /// What the system said.
         error: io::Error,
     },
-    /// The settings contradict each other or are out of range.
-    Config(String),
+    /// A setting is out of range or contradicts another.
+    Config {
+        /// The builder setting at fault, such as `"max_line"`.
+        setting: &'static str,
+        /// What is wrong with it, such as "must be at least 67 bytes".
+        problem: String,
+    },
     /// The event loop or the workers could not be set up.
     Io(io::Error),
+}
+
+impl BuildError {
+    /// The builder setting the error is about (its method's name, such as `"max_line"`), when
+    /// it is about one: a command line can name its own flag for it.
+    pub fn setting(&self) -> Option<&'static str> {
+        match self {
+            BuildError::Address(_) => Some("listen"),
+            BuildError::Bind { setting, .. } | BuildError::Config { setting, .. } => Some(setting),
+            BuildError::Io(_) => None,
+        }
+    }
 }
 
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BuildError::Address(why) => write!(f, "cannot resolve the listen address: {why}"),
-            BuildError::Bind { addr, error } => {
+            BuildError::Bind { addr, error, .. } => {
                 write!(f, "cannot listen on {addr}: {error}")?;
                 if error.kind() == io::ErrorKind::AddrInUse {
-                    write!(
-                        f,
-                        " (another server is using that port; choose another with --listen)"
-                    )?;
+                    f.write_str(" (another program is using that port)")?;
                 }
                 Ok(())
             }
-            BuildError::Config(why) => f.write_str(why),
+            BuildError::Config { setting, problem } => write!(f, "{setting} {problem}"),
             BuildError::Io(e) => write!(f, "cannot start the server: {e}"),
         }
     }

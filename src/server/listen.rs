@@ -1,108 +1,98 @@
-//! Opening the listening socket, optionally shared with other processes (`SO_REUSEPORT`).
+//! Opening a listening socket: its backlog, its share of the port (`SO_REUSEPORT`), and the
+//! kernel send buffer that the connections accepted from it inherit.
 //!
-//! mio's `TcpListener::bind` sets `SO_REUSEADDR` and listens with a backlog of 1024; sharing a
-//! port needs one more option set before `bind`, which std and mio do not offer, so that path
-//! builds the socket itself.
+//! std and mio listen with a backlog of 128 and cannot set options before `bind`, so the socket
+//! is built here with socket2.
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use mio::net::TcpListener;
+use socket2::{Domain, Protocol, Socket, Type};
 
-/// Pending connections the kernel may queue for us (it caps this at `net.core.somaxconn`).
-const BACKLOG: libc::c_int = 1024;
-
-/// A non-blocking listener on `addr`; with `reuse_port`, other sockets (in this process or
-/// others) may listen on the same port, and the kernel spreads connections over them.
-pub(super) fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
-    if !reuse_port {
-        return TcpListener::bind(addr);
-    }
-    let domain = match addr {
-        SocketAddr::V4(_) => libc::AF_INET,
-        SocketAddr::V6(_) => libc::AF_INET6,
-    };
-    // SAFETY: socket() returns a new descriptor or -1; OwnedFd takes sole ownership of it.
-    let fd = unsafe {
-        check(libc::socket(
-            domain,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        ))?
-    };
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    set_flag(fd, libc::SO_REUSEADDR)?;
-    set_flag(fd, libc::SO_REUSEPORT)?;
-    let (storage, len) = sockaddr(addr);
-    // SAFETY: `storage` holds a valid sockaddr of `len` bytes for this address family.
-    unsafe {
-        check(libc::bind(
-            fd,
-            &storage as *const _ as *const libc::sockaddr,
-            len,
-        ))?;
-        check(libc::listen(fd, BACKLOG))?;
-    }
-    Ok(TcpListener::from_std(std::net::TcpListener::from(socket)))
+/// How a listening socket is set up.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ListenOptions {
+    /// Let other sockets (in this process or others) listen on the same port; the kernel spreads
+    /// new connections over them.
+    pub reuse_port: bool,
+    /// Connections the kernel may queue before they are accepted (it caps this at
+    /// `net.core.somaxconn`).
+    pub backlog: u32,
+    /// `SO_SNDBUF` of every accepted connection, in bytes (the kernel doubles it for its own
+    /// bookkeeping); `None` leaves it to the kernel's autotuning, which grows it to
+    /// `net.ipv4.tcp_wmem`'s maximum (4 MiB by default) for a client that does not read.
+    pub send_buffer: Option<usize>,
 }
 
-fn set_flag(fd: RawFd, option: libc::c_int) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt reads an int of the size given from a live local.
-    unsafe {
-        check(libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            option,
-            &on as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        ))?;
+/// A non-blocking listener on `addr`.
+pub(super) fn listen(addr: SocketAddr, options: ListenOptions) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    // Restarting must not wait for the connections of the previous process to time out.
+    socket.set_reuse_address(true)?;
+    if options.reuse_port {
+        socket.set_reuse_port(true)?;
     }
-    Ok(())
+    if let Some(bytes) = options.send_buffer {
+        // Set on the listener, it is inherited by every accepted socket: no call per connection.
+        socket.set_send_buffer_size(bytes)?;
+    }
+    socket.bind(&addr.into())?;
+    let backlog = i32::try_from(options.backlog).unwrap_or(i32::MAX);
+    socket.listen(backlog)?;
+    Ok(TcpListener::from_std(socket.into()))
 }
 
-/// `addr` as a C socket address.
-fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: sockaddr_storage is plain data, valid when zeroed, and large enough for both
-    // families written into it below.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_in fits in sockaddr_storage.
-            unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in, sin) };
-            std::mem::size_of::<libc::sockaddr_in>()
+/// The kernel's cap on listen backlogs (`net.core.somaxconn`), where it can be read.
+pub(super) fn backlog_cap() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> ListenOptions {
+        ListenOptions {
+            reuse_port: false,
+            backlog: 1024,
+            send_buffer: Some(64 * 1024),
         }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: sockaddr_in6 fits in sockaddr_storage.
-            unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in6, sin6) };
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
-}
+    }
 
-fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
+    #[test]
+    fn accepted_sockets_inherit_the_send_buffer() {
+        let listener = listen("127.0.0.1:0".parse().unwrap(), options()).unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = loop {
+            match listener.accept() {
+                Ok(pair) => break pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        let size = socket2::SockRef::from(&accepted)
+            .send_buffer_size()
+            .unwrap();
+        // Linux reports twice what was set (its bookkeeping share); others report it as set.
+        assert!((64 * 1024..=128 * 1024).contains(&size), "{size}");
+        drop(client);
+    }
+
+    #[test]
+    fn a_port_can_be_shared_only_when_both_ask() {
+        let shared = ListenOptions {
+            reuse_port: true,
+            ..options()
+        };
+        let first = listen("127.0.0.1:0".parse().unwrap(), shared).unwrap();
+        let addr = first.local_addr().unwrap();
+        assert!(listen(addr, shared).is_ok());
+        assert!(listen(addr, options()).is_err());
     }
 }

@@ -32,7 +32,9 @@ use crate::robot::{call_robot, Completions, Job, RobotError, SubmitError, Worker
 use metrics::{Metrics, MetricsEndpoint};
 
 use builder::Config;
-pub use builder::{BuildError, ServerBuilder, DEFAULT_GREETING};
+pub use builder::{
+    BuildError, ServerBuilder, DEFAULT_BACKLOG, DEFAULT_GREETING, DEFAULT_SEND_BUFFER,
+};
 use conn::{Conn, Discarded, NEVER};
 
 /// The largest `max_connections` accepted: slab keys must fit in the low half of a token.
@@ -116,15 +118,29 @@ impl Server {
     fn bind(addrs: &[SocketAddr], mut config: Config) -> Result<Server, BuildError> {
         // Several loops share the port the way several processes do.
         config.reuse_port |= config.loops > 1;
+        let options = config.listen_options();
+        if let Some(cap) = listen::backlog_cap().filter(|&cap| cap < config.backlog) {
+            log::warn!(
+                "the listen backlog is {} but the system caps it at {cap} \
+                 (net.core.somaxconn): raise that with sysctl for reconnect storms",
+                config.backlog
+            );
+        }
         let mut last_error = None;
         let mut bound = None;
         for &addr in addrs {
-            match listen::listen(addr, config.reuse_port) {
+            match listen::listen(addr, options) {
                 Ok(listener) => {
                     bound = Some(listener);
                     break;
                 }
-                Err(error) => last_error = Some(BuildError::Bind { addr, error }),
+                Err(error) => {
+                    last_error = Some(BuildError::Bind {
+                        setting: "listen",
+                        addr,
+                        error,
+                    })
+                }
             }
         }
         let Some(first) = bound else {
@@ -134,10 +150,12 @@ impl Server {
         let local_addr = first.local_addr()?;
         let mut loops = vec![LoopParts::new(first)?];
         for _ in 1..config.loops {
-            let listener = listen::listen(local_addr, true).map_err(|error| BuildError::Bind {
-                addr: local_addr,
-                error,
-            })?;
+            let listener =
+                listen::listen(local_addr, options).map_err(|error| BuildError::Bind {
+                    setting: "listen",
+                    addr: local_addr,
+                    error,
+                })?;
             loops.push(LoopParts::new(listener)?);
         }
         let metrics = Arc::new(Metrics::new(Arc::clone(&config.robot), config.workers));
@@ -154,10 +172,15 @@ impl Server {
             )?)
         };
         let metrics_listener = match config.metrics {
-            Some(addr) => Some(
-                std::net::TcpListener::bind(addr)
-                    .map_err(|error| BuildError::Bind { addr, error })?,
-            ),
+            Some(addr) => {
+                Some(
+                    std::net::TcpListener::bind(addr).map_err(|error| BuildError::Bind {
+                        setting: "metrics",
+                        addr,
+                        error,
+                    })?,
+                )
+            }
             None => None,
         };
         Ok(Server {

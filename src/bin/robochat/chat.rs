@@ -17,7 +17,7 @@ use robochat::protocol::{self, MAX_USERNAME};
 
 use crate::args::{print_text, value, Failure};
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Chat with a robochat server.
 
 Usage: robochat chat [OPTIONS]

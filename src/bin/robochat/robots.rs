@@ -41,6 +41,34 @@ impl Default for RobotSettings {
     }
 }
 
+/// A web API's base URL as `--openai-url` and `--tuling-url` take it: `http://` or
+/// `https://`, then a host. Checked when the flags are read, so that a typo shows at start
+/// rather than when the first message arrives.
+pub struct BaseUrl(pub String);
+
+impl std::str::FromStr for BaseUrl {
+    type Err = String;
+
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        let rest = ["http://", "https://"]
+            .iter()
+            .find_map(|scheme| {
+                url.get(..scheme.len())
+                    .filter(|s| s.eq_ignore_ascii_case(scheme))
+                    .map(|_| &url[scheme.len()..])
+            })
+            .ok_or("expected a URL starting with http:// or https://")?;
+        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if host.is_empty() || host.starts_with(':') {
+            return Err("the URL has no host".into());
+        }
+        if url.chars().any(char::is_whitespace) {
+            return Err("the URL contains spaces".into());
+        }
+        Ok(BaseUrl(url.to_owned()))
+    }
+}
+
 /// Builds the robot (or the chain of robots) that `spec` names.
 pub fn build(spec: &str, settings: &RobotSettings) -> Result<Arc<dyn Robot>, Failure> {
     let names: Vec<&str> = spec.split(',').map(str::trim).collect();
@@ -142,4 +170,32 @@ fn env_value(name: &str) -> Option<String> {
         .ok()
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BaseUrl;
+
+    #[test]
+    fn base_urls_need_a_scheme_and_a_host() {
+        for good in [
+            "http://localhost:11434/v1",
+            "https://api.openai.com/v1",
+            "HTTP://127.0.0.1:8080",
+            "http://[::1]:8080/v1/",
+        ] {
+            assert!(good.parse::<BaseUrl>().is_ok(), "{good}");
+        }
+        for bad in [
+            "notaurl",
+            "localhost:11434/v1",
+            "ftp://x",
+            "http://",
+            "http:///v1",
+            "http://:80",
+            "https://a b",
+        ] {
+            assert!(bad.parse::<BaseUrl>().is_err(), "{bad}");
+        }
+    }
 }

@@ -1,16 +1,18 @@
 //! `robochat serve`: parse the flags, set up the process, run the server.
 
+use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use robochat::limits::raise_open_file_limit;
+use robochat::server::{DEFAULT_BACKLOG, DEFAULT_SEND_BUFFER};
 use robochat::signals::TerminationSignals;
-use robochat::{Framing, Server};
+use robochat::{BuildError, Framing, Server};
 
 use crate::args::{print_text, value, Failure};
-use crate::robots::{self, RobotSettings};
+use crate::robots::{self, BaseUrl, RobotSettings};
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Run the chat-robot server.
 
 Usage: robochat serve [OPTIONS]
@@ -56,6 +58,13 @@ Options:
                            (SO_REUSEPORT) and the worker pool: about one per core [default: 1]
   --reuseport              Share the port with other robochat processes (SO_REUSEPORT): the
                            kernel spreads new connections over them, one process per core
+  --backlog N              Connections the kernel may queue before they are accepted, for
+                           thousands of clients reconnecting at once; the system caps it at
+                           net.core.somaxconn (a warning at start says so) [default: 1024]
+  --send-buffer BYTES      Kernel send buffer of each connection (SO_SNDBUF; Linux doubles it):
+                           with 16 KiB of the server's own, what a client that never reads
+                           can tie up; 0 leaves it to the kernel's autotuning, up to 4 MiB
+                           [default: 65536]
   --proxy-protocol         Every connection must start with a PROXY protocol header (v1 or
                            v2, as HAProxy's send-proxy / send-proxy-v2 sends); the client
                            address in it is the one logged. Use only behind such a proxy
@@ -105,6 +114,8 @@ struct Options {
     send_timeout_secs: u64,
     idle_timeout_secs: u64,
     reuse_port: bool,
+    backlog: u32,
+    send_buffer: usize,
     proxy_protocol: bool,
     loops: usize,
     metrics: Option<std::net::SocketAddr>,
@@ -129,6 +140,8 @@ fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
         send_timeout_secs: 30,
         idle_timeout_secs: 0,
         reuse_port: false,
+        backlog: DEFAULT_BACKLOG,
+        send_buffer: DEFAULT_SEND_BUFFER,
         proxy_protocol: false,
         loops: 1,
         metrics: None,
@@ -148,10 +161,10 @@ fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
                 o.robot_settings.timeout = Duration::from_secs_f64(secs);
             }
             Long("tuling-url") => {
-                o.robot_settings.tuling_url = Some(value(&mut parser, "tuling-url")?)
+                o.robot_settings.tuling_url = Some(value::<BaseUrl>(&mut parser, "tuling-url")?.0)
             }
             Long("openai-url") => {
-                o.robot_settings.openai_url = Some(value(&mut parser, "openai-url")?)
+                o.robot_settings.openai_url = Some(value::<BaseUrl>(&mut parser, "openai-url")?.0)
             }
             Long("model") => o.robot_settings.model = Some(value(&mut parser, "model")?),
             Long("system-prompt") => {
@@ -163,6 +176,8 @@ fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
             Long("send-timeout") => o.send_timeout_secs = value(&mut parser, "send-timeout")?,
             Long("idle-timeout") => o.idle_timeout_secs = value(&mut parser, "idle-timeout")?,
             Long("reuseport") => o.reuse_port = true,
+            Long("backlog") => o.backlog = value(&mut parser, "backlog")?,
+            Long("send-buffer") => o.send_buffer = value(&mut parser, "send-buffer")?,
             Long("proxy-protocol") => o.proxy_protocol = true,
             Long("loops") => o.loops = value(&mut parser, "loops")?,
             Long("metrics") => o.metrics = Some(value(&mut parser, "metrics")?),
@@ -214,9 +229,20 @@ pub fn main(parser: lexopt::Parser) -> Result<(), Failure> {
         }
         Err(e) => log::warn!("cannot raise the open-file limit: {e}"),
     }
+    let listen: Vec<std::net::SocketAddr> = o
+        .listen
+        .to_socket_addrs()
+        .map_err(|e| {
+            Failure::Usage(format!(
+                "invalid value '{}' for --listen: {e} (expected an address and port such as \
+                 127.0.0.1:9999, [::]:9999 or localhost:9999)",
+                o.listen
+            ))
+        })?
+        .collect();
     let robot = robots::build(&o.robot, &o.robot_settings)?;
     let mut builder = Server::builder()
-        .listen(o.listen.as_str())
+        .listen(&listen[..])
         .shared_robot(robot)
         .workers(o.workers)
         .queue(o.queue)
@@ -230,6 +256,8 @@ pub fn main(parser: lexopt::Parser) -> Result<(), Failure> {
         .send_timeout(Duration::from_secs(o.send_timeout_secs))
         .idle_timeout(Duration::from_secs(o.idle_timeout_secs))
         .reuse_port(o.reuse_port)
+        .backlog(o.backlog)
+        .send_buffer(o.send_buffer)
         .proxy_protocol(o.proxy_protocol)
         .loops(o.loops);
     if let Some(addr) = o.metrics {
@@ -238,9 +266,7 @@ pub fn main(parser: lexopt::Parser) -> Result<(), Failure> {
     if let Some(greeting) = o.greeting {
         builder = builder.greeting(greeting);
     }
-    let server = builder
-        .build()
-        .map_err(|e| Failure::Runtime(e.to_string()))?;
+    let server = builder.build().map_err(build_failure)?;
     signals
         .shut_down_on_signal(server.handle())
         .map_err(|e| Failure::Runtime(format!("cannot start the signal thread: {e}")))?;
@@ -253,4 +279,23 @@ pub fn main(parser: lexopt::Parser) -> Result<(), Failure> {
         .map_err(|e| Failure::Runtime(format!("the event loop failed: {e}")))?;
     log::info!("stopped");
     Ok(())
+}
+
+/// A build error in the words of the command line: a setting out of range is a usage error that
+/// names its flag; a port in use says which flag chose it.
+fn build_failure(error: BuildError) -> Failure {
+    let flag = error
+        .setting()
+        .map(|s| format!("--{}", s.replace('_', "-")));
+    match (&error, flag) {
+        (BuildError::Config { problem, .. }, Some(flag)) => {
+            Failure::Usage(format!("{flag} {problem}"))
+        }
+        (BuildError::Bind { error: e, .. }, Some(flag))
+            if e.kind() == std::io::ErrorKind::AddrInUse =>
+        {
+            Failure::Runtime(format!("{error}; choose another with {flag}"))
+        }
+        _ => Failure::Runtime(error.to_string()),
+    }
 }

@@ -32,6 +32,7 @@ use crate::args::Failure;
 use conn::Target;
 use memory::Readings;
 use options::Options;
+pub use options::HELP;
 use progress::{Phase, Progress, Reporter};
 use report::Summary;
 use stats::Stats;
