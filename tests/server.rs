@@ -5,7 +5,7 @@ mod common;
 
 use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{poll_events, Client, GateRobot, TestServer, HANGUP, READ_TIMEOUT};
 use robochat::{EchoRobot, Framing, Robot, RobotError, Server};
@@ -570,6 +570,69 @@ fn a_client_that_stops_in_the_middle_of_a_line_is_closed_after_the_line_timeout(
     slow.expect_closed();
     // A connection that finishes its lines is not affected.
     assert_eq!(chatty.ask("ann", "still here"), "still here");
+}
+
+#[test]
+fn the_line_clock_starts_again_with_each_completed_line() {
+    // A pipelining client whose writes end mid-line, as segments do on a real network: no
+    // line stays unfinished for long, though some line is always unfinished.
+    let server = TestServer::start(
+        Server::builder()
+            .robot(EchoRobot)
+            .workers(0)
+            .framing(Framing::Line)
+            .line_timeout(Duration::from_secs(1)),
+    );
+    let mut client = server.connect();
+    assert_eq!(client.ask("u", "prime"), "prime");
+    client.send("u::m0\nu::m");
+    assert_eq!(client.line(), "m0");
+    // Three times the line timeout, a line finished every 300 ms.
+    for i in 1..=10 {
+        std::thread::sleep(Duration::from_millis(300));
+        client.send(format!("{i}\nu::m"));
+        assert_eq!(client.line(), format!("m{i}"));
+    }
+    client.send("end\n");
+    assert_eq!(client.line(), "mend");
+}
+
+#[test]
+fn timeouts_fire_after_their_time_and_promptly() {
+    let server = TestServer::start(
+        Server::builder()
+            .robot(EchoRobot)
+            .framing(Framing::Line)
+            .line_timeout(Duration::from_secs(1))
+            .idle_timeout(Duration::from_millis(1500)),
+    );
+    let mut slow = server.connect();
+    let started = Instant::now();
+    slow.send("bob::half a mess");
+    slow.expect_closed();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(1),
+        "closed early, after {took:?}"
+    );
+    // Checked at the deadline, not on a once-a-second sweep (which took up to 2 s more).
+    assert!(
+        took < Duration::from_millis(1600),
+        "closed only after {took:?}"
+    );
+
+    let mut idle = server.connect();
+    let started = Instant::now();
+    assert!(idle.line().contains("idle"));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500),
+        "said goodbye early, after {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(2100),
+        "said goodbye only after {took:?}"
+    );
 }
 
 #[test]

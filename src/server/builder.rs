@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::protocol::Framing;
 use crate::robot::{EmbeddedRobot, Robot};
 
+use super::timers::{ticks_of, Ticks, MAX_TIMEOUT};
 use super::Server;
 
 /// The most event loops a server may run.
@@ -44,10 +45,10 @@ pub(crate) struct Config {
     pub goodbye: String,
     pub shutdown_notice: String,
     pub shutdown_timeout: Duration,
-    /// Timeouts in whole seconds; 0 is off.
-    pub line_timeout: u32,
-    pub send_timeout: u32,
-    pub idle_timeout: u32,
+    /// Timeouts in ticks of the loop's clock; 0 is off.
+    pub line_timeout: Ticks,
+    pub send_timeout: Ticks,
+    pub idle_timeout: Ticks,
     pub idle_notice: String,
     pub reuse_port: bool,
     pub backlog: u32,
@@ -65,6 +66,8 @@ pub(crate) struct Config {
 pub struct ServerBuilder {
     listen: Vec<SocketAddr>,
     listen_error: Option<String>,
+    /// The first timeout set longer than [`MAX_TIMEOUT`], reported by `build`.
+    timeout_too_long: Option<&'static str>,
     config: Config,
 }
 
@@ -73,6 +76,7 @@ impl Default for ServerBuilder {
         ServerBuilder {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 9999))],
             listen_error: None,
+            timeout_too_long: None,
             config: Config {
                 robot: Arc::new(EmbeddedRobot::new()),
                 workers: 4,
@@ -87,8 +91,8 @@ impl Default for ServerBuilder {
                 shutdown_notice: "服务器正在关闭，再见！The server is shutting down. Goodbye!"
                     .to_owned(),
                 shutdown_timeout: Duration::from_secs(5),
-                line_timeout: 30,
-                send_timeout: 30,
+                line_timeout: ticks_of(Duration::from_secs(30)),
+                send_timeout: ticks_of(Duration::from_secs(30)),
                 idle_timeout: 0,
                 idle_notice: "你很久没有说话了，再见！Closing this idle connection. Goodbye!"
                     .to_owned(),
@@ -182,23 +186,34 @@ impl ServerBuilder {
     }
 
     /// A connection that has sent part of a line and not finished it for this long is closed
-    /// (slowloris). Default 30 s; zero turns it off. Whole seconds, checked once a second.
+    /// (slowloris); its clock starts again whenever a line is completed. Default 30 s; zero
+    /// turns it off. Timeouts fire after their time, never before, and at most about 60 ms
+    /// late (hundredths of a second, checked when the earliest is due).
     pub fn line_timeout(mut self, timeout: Duration) -> Self {
-        self.config.line_timeout = whole_seconds(timeout);
+        self.config.line_timeout = ticks_of(timeout.min(MAX_TIMEOUT));
+        if timeout > MAX_TIMEOUT {
+            self.timeout_too_long.get_or_insert("line_timeout");
+        }
         self
     }
 
     /// A connection whose unsent replies have made no progress for this long is closed (a
     /// client that never reads). Default 30 s; zero turns it off.
     pub fn send_timeout(mut self, timeout: Duration) -> Self {
-        self.config.send_timeout = whole_seconds(timeout);
+        self.config.send_timeout = ticks_of(timeout.min(MAX_TIMEOUT));
+        if timeout > MAX_TIMEOUT {
+            self.timeout_too_long.get_or_insert("send_timeout");
+        }
         self
     }
 
     /// A connection with no complete message for this long gets a goodbye line and is closed.
     /// Default off (zero): idle connections are what this server is for.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.config.idle_timeout = whole_seconds(timeout);
+        self.config.idle_timeout = ticks_of(timeout.min(MAX_TIMEOUT));
+        if timeout > MAX_TIMEOUT {
+            self.timeout_too_long.get_or_insert("idle_timeout");
+        }
         self
     }
 
@@ -262,6 +277,12 @@ impl ServerBuilder {
         }
         let config = self.config;
         let invalid = |setting, problem: String| Err(BuildError::Config { setting, problem });
+        if let Some(setting) = self.timeout_too_long {
+            return invalid(
+                setting,
+                format!("must be at most {} days", MAX_TIMEOUT.as_secs() / 86_400),
+            );
+        }
         if config.workers == 0 && !config.robot.never_blocks() {
             return invalid(
                 "workers",
@@ -333,12 +354,6 @@ impl Config {
             send_buffer: self.send_buffer,
         }
     }
-}
-
-/// A timeout in whole seconds, rounded up (so that a short timeout is not turned off).
-fn whole_seconds(timeout: Duration) -> u32 {
-    let secs = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
-    u32::try_from(secs).unwrap_or(u32::MAX - 1)
 }
 
 /// Why a server could not be built.

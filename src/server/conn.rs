@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 
 use mio::net::TcpStream;
 
+use super::timers::{Ticks, NEVER};
 use crate::protocol::Framer;
 
 /// Unsent reply bytes past which the connection stops reading (and so stops producing replies)
@@ -47,20 +48,17 @@ pub(super) struct Conn {
     pub has_timers: bool,
     /// A write since the timers last looked: the client is taking its replies.
     pub output_moved: bool,
-    /// When the unfinished line began (loop seconds), or `NEVER`.
-    pub line_started: u32,
-    /// Since when unsent output has made no progress (loop seconds), or `NEVER`.
-    pub output_stalled: u32,
-    /// When the last complete message (or the connection) came (loop seconds).
-    pub last_message: u32,
+    /// When the unfinished line began, or `NEVER`.
+    pub line_started: Ticks,
+    /// Since when unsent output has made no progress, or `NEVER`.
+    pub output_stalled: Ticks,
+    /// When the last complete message (or the connection) came.
+    pub last_message: Ticks,
     /// With `--proxy-protocol`: the PROXY header has not come yet; nothing else is read.
     pub awaiting_proxy_header: bool,
     /// The client's address as a PROXY header gave it (boxed: most connections have none).
     pub client: Option<Box<SocketAddr>>,
 }
-
-/// "No such time" in the loop-seconds fields of [`Conn`].
-pub(super) const NEVER: u32 = u32::MAX;
 
 /// How far [`Conn::discard_input`] got.
 pub(super) enum Discarded {
@@ -73,7 +71,7 @@ pub(super) enum Discarded {
 }
 
 impl Conn {
-    pub fn new(socket: TcpStream, generation: u32, framer: Framer, now: u32) -> Self {
+    pub fn new(socket: TcpStream, generation: u32, framer: Framer, now: Ticks) -> Self {
         Conn {
             socket,
             generation,

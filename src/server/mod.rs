@@ -35,7 +35,9 @@ use builder::Config;
 pub use builder::{
     BuildError, ServerBuilder, DEFAULT_BACKLOG, DEFAULT_GREETING, DEFAULT_SEND_BUFFER,
 };
-use conn::{Conn, Discarded, NEVER};
+use conn::{Conn, Discarded};
+pub use timers::MAX_TIMEOUT;
+use timers::{ticks_since, Ticks, NEVER};
 
 /// The largest `max_connections` accepted: slab keys must fit in the low half of a token.
 pub const MAX_CONNECTIONS_LIMIT: usize = 1 << 24;
@@ -65,8 +67,6 @@ const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(5);
 const NOTICE_GRACE: Duration = Duration::from_secs(1);
 /// How long a connection we are closing may take to close its side after our goodbye.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often connections with timers are checked: timeouts are whole seconds, give or take one.
-const TIMER_SWEEP: Duration = Duration::from_secs(1);
 
 /// A chat-robot server, bound and ready to [`run`](Server::run).
 pub struct Server {
@@ -342,8 +342,8 @@ struct Ctx {
     lookups_in_flight: usize,
     /// Shutting down: answer nothing new, only deliver lookups already in flight.
     draining: bool,
-    /// Whole seconds since the loop started, updated once per turn: the clock of the timeouts.
-    now: u32,
+    /// The clock of the timeouts, read once per turn.
+    now: Ticks,
     /// The counters of the whole server; `open` counts the connections of all loops together,
     /// for `max_connections`.
     metrics: Arc<Metrics>,
@@ -370,7 +370,7 @@ struct EventLoop {
     /// Connections waiting for the client to close after our goodbye, oldest first (all wait
     /// equally long, so this is also deadline order).
     lingering: VecDeque<(Token, Instant)>,
-    /// When the loop started: `ctx.now` counts seconds from here.
+    /// When the loop started: `ctx.now` counts from here.
     started: Instant,
     /// Connections with a timeout running (an unfinished line, stalled output, or an idle
     /// timeout). Only these are checked, once a second; idle connections cost nothing.
@@ -461,7 +461,7 @@ impl EventLoop {
                 }
                 return Err(e);
             }
-            self.ctx.now = u32::try_from(self.started.elapsed().as_secs()).unwrap_or(NEVER - 1);
+            self.ctx.now = ticks_since(self.started, Instant::now());
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
@@ -981,6 +981,11 @@ fn answer_frames(ctx: &mut Ctx, conn: &mut Conn, token: Token, pending: &[u8]) -
             break;
         }
         used += decoded.consumed;
+        if decoded.consumed > 0 && !conn.framer.is_discarding() {
+            // A line (or burst) is complete: the clock of an unfinished line starts again from
+            // whatever follows it.
+            conn.line_started = NEVER;
+        }
         if let Some(frame) = decoded.frame {
             answer(ctx, conn, token, frame);
         }

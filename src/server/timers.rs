@@ -2,16 +2,49 @@
 //! (`--send-timeout`), and silence (`--idle-timeout`).
 //!
 //! Only connections with a timeout running are in the loop's `timed` list, and the list is
-//! checked once a second, so idle connections without one cost nothing and no loop turn walks
-//! every connection. Times are whole seconds of the loop's clock (`Ctx::now`).
+//! checked when the earliest of their deadlines comes (at most twenty times a second), so idle
+//! connections without one cost nothing and no loop turn walks every connection. Times are
+//! [`Ticks`] of the loop's clock (`Ctx::now`): a timeout fires after its time, never before,
+//! and within about 60 ms after it (a tick, and the sweeps' spacing).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::Token;
 
 use super::builder::Config;
-use super::conn::{Conn, NEVER};
-use super::{encode_line, same_generation, split_token, CloseReason, EventLoop, TIMER_SWEEP};
+use super::conn::Conn;
+use super::{encode_line, same_generation, split_token, CloseReason, EventLoop};
+
+/// The timeouts' clock: hundredths of a second since the loop started. It wraps after about
+/// 497 days; ages are taken by wrapping subtraction, right for any age under half of that, and
+/// timeouts are at most [`MAX_TIMEOUT`].
+pub(super) type Ticks = u32;
+
+/// One tick of [`Ticks`].
+pub(super) const TICK: Duration = Duration::from_millis(10);
+
+/// "No such time" in the [`Ticks`] fields of a connection.
+pub(super) const NEVER: Ticks = Ticks::MAX;
+
+/// The longest timeout: far below the clock's wrap.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 86_400);
+
+/// Sweeps come at most this often: when many deadlines fall close together, one sweep takes
+/// all those within this much of each other.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The clock reading for `now`, never [`NEVER`].
+pub(super) fn ticks_since(started: Instant, now: Instant) -> Ticks {
+    let ticks = (now.duration_since(started).as_millis() / TICK.as_millis()) as Ticks;
+    ticks.min(NEVER - 1)
+}
+
+/// `timeout` in ticks, rounded up, so that a short timeout is not turned off; zero stays zero
+/// (off).
+pub(super) fn ticks_of(timeout: Duration) -> Ticks {
+    let ticks = timeout.as_nanos().div_ceil(TICK.as_nanos());
+    Ticks::try_from(ticks).unwrap_or(NEVER - 1)
+}
 
 /// A timeout that ran out.
 enum Expired {
@@ -26,18 +59,18 @@ impl EventLoop {
     pub(super) fn track_timers(&mut self, token: Token) {
         let now = self.ctx.now;
         let config = &self.ctx.config;
-        let (line_on, send_on, idle_on) = (
-            config.line_timeout > 0,
-            config.send_timeout > 0,
-            config.idle_timeout > 0,
-        );
-        let Some(conn) = self.conn_mut(token) else {
+        let (key, generation) = split_token(token);
+        let Some(conn) = self
+            .conns
+            .get_mut(key)
+            .filter(|conn| same_generation(conn, generation))
+        else {
             return;
         };
         if conn.lingering {
             return; // it has its own deadline
         }
-        if line_on && conn.has_partial_line() {
+        if config.line_timeout > 0 && conn.has_partial_line() {
             if conn.line_started == NEVER {
                 conn.line_started = now;
             }
@@ -45,26 +78,31 @@ impl EventLoop {
             conn.line_started = NEVER;
         }
         let moved = std::mem::take(&mut conn.output_moved);
-        if send_on && !conn.output.is_empty() {
+        if config.send_timeout > 0 && !conn.output.is_empty() {
             if moved || conn.output_stalled == NEVER {
                 conn.output_stalled = now;
             }
         } else {
             conn.output_stalled = NEVER;
         }
-        let running = conn.line_started != NEVER || conn.output_stalled != NEVER || idle_on;
-        if running && !conn.has_timers {
+        let due = match timer_verdict(conn, now, config) {
+            Ok(None) => return,
+            Ok(Some(due)) => due,
+            Err(_) => 0, // ran out already: the next sweep, at once, acts on it
+        };
+        if !conn.has_timers {
             conn.has_timers = true;
             self.timed.push(token);
-            if self.next_sweep.is_none() {
-                self.next_sweep = Some(Instant::now() + TIMER_SWEEP);
-            }
         }
+        let deadline = Instant::now() + TICK * due;
+        self.next_sweep = Some(self.next_sweep.map_or(deadline, |t| t.min(deadline)));
     }
 
-    /// Checks the connections that have a timeout running, and acts on those that ran out.
+    /// Checks the connections that have a timeout running, and acts on those that ran out; then
+    /// plans the next sweep for the earliest deadline left.
     pub(super) fn sweep_timers(&mut self) {
         let now = self.ctx.now;
+        let mut earliest: Option<Ticks> = None;
         let mut i = 0;
         while i < self.timed.len() {
             let token = self.timed[i];
@@ -75,8 +113,11 @@ impl EventLoop {
                 .filter(|conn| same_generation(conn, generation))
                 .map(|conn| timer_verdict(conn, now, &self.ctx.config));
             match verdict {
-                Some(Ok(true)) => i += 1,
-                Some(Ok(false)) | None => {
+                Some(Ok(Some(due))) => {
+                    earliest = Some(earliest.map_or(due, |e| e.min(due)));
+                    i += 1;
+                }
+                Some(Ok(None)) | None => {
                     self.timed.swap_remove(i);
                     if let Some(conn) = self.conn_mut(token) {
                         conn.has_timers = false;
@@ -87,15 +128,14 @@ impl EventLoop {
                     if let Some(conn) = self.conn_mut(token) {
                         conn.has_timers = false;
                     }
+                    // It may start timers again (an idle goodbye waits under the send timeout),
+                    // which puts it back at the end of the list and plans a sweep for it.
                     self.time_out(token, expired);
                 }
             }
         }
-        self.next_sweep = if self.timed.is_empty() {
-            None
-        } else {
-            Some(Instant::now() + TIMER_SWEEP)
-        };
+        let now = Instant::now();
+        self.next_sweep = earliest.map(|due| (now + TICK * due).max(now + SWEEP_INTERVAL));
     }
 
     fn time_out(&mut self, token: Token, expired: Expired) {
@@ -122,25 +162,35 @@ impl EventLoop {
     }
 }
 
-/// Whether a connection's timeouts still run (`Ok(true)`), have all stopped (`Ok(false)`), or
-/// one has run out.
-fn timer_verdict(conn: &Conn, now: u32, config: &Config) -> Result<bool, Expired> {
-    // Whole seconds, cut down: `since` may be up to a second later than it says, so a timeout
-    // runs out only when more than `secs` whole seconds have passed (never early; at most two
-    // seconds late, counting the sweep).
-    let ran_out = |since: u32, secs: u32| since != NEVER && now.saturating_sub(since) > secs;
+/// Whether a connection's timeouts still run (`Ok(Some(ticks))`: the first runs out in that
+/// many ticks), have all stopped (`Ok(None)`), or one has run out.
+fn timer_verdict(conn: &Conn, now: Ticks, config: &Config) -> Result<Option<Ticks>, Expired> {
     if conn.lingering {
-        return Ok(false);
+        return Ok(None);
     }
-    if config.line_timeout > 0 && ran_out(conn.line_started, config.line_timeout) {
-        return Err(Expired::Line);
+    let idle_on = config.idle_timeout > 0 && !conn.closing && !conn.lookup_in_flight;
+    let running = [
+        (config.line_timeout, conn.line_started, Expired::Line),
+        (config.send_timeout, conn.output_stalled, Expired::Send),
+        (
+            config.idle_timeout,
+            if idle_on { conn.last_message } else { NEVER },
+            Expired::Idle,
+        ),
+    ];
+    let mut earliest = None;
+    for (timeout, since, expired) in running {
+        if timeout == 0 || since == NEVER {
+            continue;
+        }
+        // `since` was read off the clock at up to a tick after the moment it stands for, so a
+        // timeout runs out only once more than `timeout` whole ticks have passed: never early.
+        let age = now.wrapping_sub(since);
+        if age > timeout {
+            return Err(expired);
+        }
+        let due = timeout + 1 - age;
+        earliest = Some(earliest.map_or(due, |e: Ticks| e.min(due)));
     }
-    if config.send_timeout > 0 && ran_out(conn.output_stalled, config.send_timeout) {
-        return Err(Expired::Send);
-    }
-    let idle_on = config.idle_timeout > 0 && !conn.closing;
-    if idle_on && !conn.lookup_in_flight && ran_out(conn.last_message, config.idle_timeout) {
-        return Err(Expired::Idle);
-    }
-    Ok(conn.line_started != NEVER || conn.output_stalled != NEVER || idle_on)
+    Ok(earliest)
 }

@@ -29,6 +29,22 @@ where
         .map_err(|e| Failure::Usage(format!("invalid value '{text}' for --{name}: {e}")))
 }
 
+/// The value of option `--name` as a number of seconds, fractions allowed, at most `max`.
+pub fn seconds(
+    parser: &mut lexopt::Parser,
+    name: &str,
+    max: std::time::Duration,
+) -> Result<std::time::Duration, Failure> {
+    let secs: f64 = value(parser, name)?;
+    if !(secs >= 0.0 && secs <= max.as_secs_f64()) {
+        return Err(Failure::Usage(format!(
+            "--{name} must be between 0 and {} seconds",
+            max.as_secs()
+        )));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
 /// Prints `text` and a newline on stdout, ignoring a closed stdout (`robochat --help | head`),
 /// where `println!` would panic.
 pub fn print_text(text: &str) {

@@ -170,7 +170,6 @@ fn forward_input(mut stream: TcpStream, user: &str, done: &AtomicBool) {
 /// an error unless this side was done (`exit`, or the end of the input): a server that goes
 /// away, refuses the connection or never greets must not look like a finished chat.
 fn print_replies(stream: TcpStream, done_sending: &AtomicBool) -> Result<(), Failure> {
-    let lost = |e: io::Error| Failure::Runtime(format!("the connection was lost: {e}"));
     let mut reader = BufReader::new(stream);
     let stdout = io::stdout();
     let mut line = Vec::new();
@@ -181,7 +180,13 @@ fn print_replies(stream: TcpStream, done_sending: &AtomicBool) -> Result<(), Fai
             .by_ref()
             .take(MAX_REPLY_LINE)
             .read_until(b'\n', &mut line)
-            .map_err(lost)?;
+            .map_err(|e| {
+                Failure::Runtime(if first {
+                    format!("the connection was closed by the server before its greeting: {e}")
+                } else {
+                    format!("the connection was lost: {e}")
+                })
+            })?;
         if n == 0 {
             return if first {
                 Err(Failure::Runtime(

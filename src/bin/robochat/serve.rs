@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use robochat::limits::raise_open_file_limit;
-use robochat::server::{DEFAULT_BACKLOG, DEFAULT_SEND_BUFFER};
+use robochat::server::{DEFAULT_BACKLOG, DEFAULT_SEND_BUFFER, MAX_TIMEOUT};
 use robochat::signals::TerminationSignals;
 use robochat::{BuildError, Framing, Server};
 
-use crate::args::{print_text, value, Failure};
+use crate::args::{print_text, seconds, value, Failure};
 use crate::robots::{self, BaseUrl, RobotSettings};
 
 pub const HELP: &str = "\
@@ -79,12 +79,15 @@ Options:
   --shutdown-timeout SECS  On SIGINT/SIGTERM, how long to wait for robot answers in flight
                            before saying goodbye and closing [default: 5]
   --line-timeout SECS      Close a connection that sent part of a line and has not finished
-                           it for this long (slowloris); 0 is off [default: 30]
+                           it for this long (slowloris); the clock starts again with each
+                           line completed; 0 is off [default: 30]
   --send-timeout SECS      Close a connection whose replies have gone unread for this long
                            (a client that never reads); 0 is off [default: 30]
   --idle-timeout SECS      Say goodbye to and close a connection that sent no message for
                            this long; 0 is off, as idle connections are what this server is
                            for [default: 0]
+                           Timeouts take fractions (0.5) and fire after their time, never
+                           before, and at most about 60 ms late
   -h, --help               Print this help
 
 Environment:
@@ -110,9 +113,9 @@ struct Options {
     framing: Framing,
     greeting: Option<String>,
     shutdown_timeout_secs: f64,
-    line_timeout_secs: u64,
-    send_timeout_secs: u64,
-    idle_timeout_secs: u64,
+    line_timeout: Duration,
+    send_timeout: Duration,
+    idle_timeout: Duration,
     reuse_port: bool,
     backlog: u32,
     send_buffer: usize,
@@ -136,9 +139,9 @@ fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
         framing: Framing::Auto,
         greeting: None,
         shutdown_timeout_secs: 5.0,
-        line_timeout_secs: 30,
-        send_timeout_secs: 30,
-        idle_timeout_secs: 0,
+        line_timeout: Duration::from_secs(30),
+        send_timeout: Duration::from_secs(30),
+        idle_timeout: Duration::ZERO,
         reuse_port: false,
         backlog: DEFAULT_BACKLOG,
         send_buffer: DEFAULT_SEND_BUFFER,
@@ -172,9 +175,15 @@ fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
             }
             Long("history") => o.robot_settings.history = value(&mut parser, "history")?,
             Long("max-reply") => o.max_reply = value(&mut parser, "max-reply")?,
-            Long("line-timeout") => o.line_timeout_secs = value(&mut parser, "line-timeout")?,
-            Long("send-timeout") => o.send_timeout_secs = value(&mut parser, "send-timeout")?,
-            Long("idle-timeout") => o.idle_timeout_secs = value(&mut parser, "idle-timeout")?,
+            Long("line-timeout") => {
+                o.line_timeout = seconds(&mut parser, "line-timeout", MAX_TIMEOUT)?
+            }
+            Long("send-timeout") => {
+                o.send_timeout = seconds(&mut parser, "send-timeout", MAX_TIMEOUT)?
+            }
+            Long("idle-timeout") => {
+                o.idle_timeout = seconds(&mut parser, "idle-timeout", MAX_TIMEOUT)?
+            }
             Long("reuseport") => o.reuse_port = true,
             Long("backlog") => o.backlog = value(&mut parser, "backlog")?,
             Long("send-buffer") => o.send_buffer = value(&mut parser, "send-buffer")?,
@@ -252,9 +261,9 @@ pub fn main(parser: lexopt::Parser) -> Result<(), Failure> {
         .max_reply(o.max_reply)
         .framing(o.framing)
         .shutdown_timeout(Duration::from_secs_f64(o.shutdown_timeout_secs))
-        .line_timeout(Duration::from_secs(o.line_timeout_secs))
-        .send_timeout(Duration::from_secs(o.send_timeout_secs))
-        .idle_timeout(Duration::from_secs(o.idle_timeout_secs))
+        .line_timeout(o.line_timeout)
+        .send_timeout(o.send_timeout)
+        .idle_timeout(o.idle_timeout)
         .reuse_port(o.reuse_port)
         .backlog(o.backlog)
         .send_buffer(o.send_buffer)
