@@ -175,3 +175,90 @@ fn a_backlog_above_the_system_cap_is_warned_about() {
     let server = ServeProcess::start(&["--robot", "echo", "--backlog", &backlog]);
     server.wait_for_log(&format!("caps it at {cap}"));
 }
+
+#[test]
+fn bad_lines_in_a_row_get_one_last_error_and_a_close() {
+    let server = ServeProcess::start(&["--robot", "echo"]);
+    let mut client = Client::connect(server.addr);
+    client.send("nonsense without a separator\n".repeat(20));
+    for i in 1..16 {
+        let line = client.line();
+        assert!(
+            line.starts_with("ERR expected USERNAME::TEXT"),
+            "{i}: {line}"
+        );
+        assert!(!line.contains("closing"), "{i}: {line}");
+    }
+    let last = client.line();
+    assert!(last.starts_with("ERR expected USERNAME::TEXT"), "{last}");
+    assert!(last.contains("16 bad lines in a row; closing"), "{last}");
+    client.expect_closed();
+    server.wait_for_log("16 bad lines in a row");
+}
+
+#[test]
+fn occasional_mistakes_never_close_a_connection() {
+    let server = ServeProcess::start(&["--robot", "echo"]);
+    let mut client = Client::connect(server.addr);
+    for round in 0..4 {
+        client.send("oops\n".repeat(15));
+        for _ in 0..15 {
+            assert!(client.line().starts_with("ERR "));
+        }
+        assert_eq!(
+            client.ask("u", &format!("round {round}")),
+            format!("round {round}")
+        );
+    }
+}
+
+/// The kernel's send queue of every socket on `port` (this machine's side of the server's
+/// connections), in bytes, from /proc/net/tcp and /proc/net/tcp6.
+fn kernel_send_queue(port: u16) -> u64 {
+    let mut total = 0;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields[1].rsplit(':').next().unwrap();
+            if u16::from_str_radix(local_port, 16) == Ok(port) {
+                let tx_queue = fields[4].split(':').next().unwrap();
+                total += u64::from_str_radix(tx_queue, 16).unwrap();
+            }
+        }
+    }
+    total
+}
+
+#[test]
+fn garbage_is_not_amplified_into_the_kernels_memory() {
+    // Each client sends 32,768 bad lines of 2 bytes and reads nothing. Answered one by one,
+    // each would queue about 60 bytes of ERR line: 2 MB per client, held by the kernel.
+    let server = ServeProcess::start(&["--robot", "echo", "--max-connections", "300"]);
+    let garbage = b"\x00\n".repeat(32 * 1024);
+    let clients: Vec<Client> = (0..200)
+        .map(|_| {
+            let mut client = Client::connect(server.addr);
+            client
+                .stream()
+                .set_write_timeout(Some(READ_TIMEOUT))
+                .unwrap();
+            client.send(&garbage);
+            client
+        })
+        .collect();
+    // The server gives up on each of them, after a last ERR line.
+    for client in &clients {
+        assert!(
+            poll_events(client.stream(), libc::POLLRDHUP, READ_TIMEOUT) & HANGUP != 0,
+            "a client sending only garbage was never closed"
+        );
+    }
+    let queued = kernel_send_queue(server.addr.port());
+    assert!(
+        queued < 10 << 20,
+        "the kernel holds {queued} bytes of replies for 200 clients"
+    );
+}

@@ -54,6 +54,8 @@ pub(super) struct Conn {
     pub output_stalled: Ticks,
     /// When the last complete message (or the connection) came.
     pub last_message: Ticks,
+    /// Bad lines since the last message: too many in a row close the connection.
+    pub bad_lines: u8,
     /// With `--proxy-protocol`: the PROXY header has not come yet; nothing else is read.
     pub awaiting_proxy_header: bool,
     /// The client's address as a PROXY header gave it (boxed: most connections have none).
@@ -91,6 +93,7 @@ impl Conn {
             output_stalled: NEVER,
             last_message: now,
             awaiting_proxy_header: false,
+            bad_lines: 0,
             client: None,
         }
     }

@@ -55,6 +55,8 @@ const GENERATION_MASK: u32 = if GENERATION_BITS > 31 {
     (1 << GENERATION_BITS) - 1
 };
 const SCRATCH_SIZE: usize = 16 * 1024;
+/// Bad lines in a row (no message between them) after which a connection is closed.
+const BAD_LINES_IN_A_ROW: u8 = 16;
 /// Reads one connection may take per loop turn before others get theirs.
 const READS_PER_TURN: usize = 16;
 /// Connections accepted per loop turn before the connections already open get a turn.
@@ -337,6 +339,8 @@ struct PoolLink {
 /// What answering a message needs, kept apart from the connection table so both can be
 /// borrowed at once.
 struct Ctx {
+    /// Which loop this is, for log lines.
+    loop_index: usize,
     config: Config,
     pool: Option<PoolLink>,
     lookups_in_flight: usize,
@@ -412,6 +416,7 @@ impl EventLoop {
             conns: Slab::new(),
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
             ctx: Ctx {
+                loop_index: index,
                 config,
                 pool,
                 lookups_in_flight: 0,
@@ -814,10 +819,10 @@ pub(super) enum CloseReason {
     Reset,
     /// Reading or writing failed.
     Failed(io::Error),
-    /// `--line-timeout` (seconds) ran out.
-    LineTimeout(u32),
-    /// `--send-timeout` (seconds) ran out.
-    SendTimeout(u32),
+    /// `--line-timeout` ran out.
+    LineTimeout(Duration),
+    /// `--send-timeout` ran out.
+    SendTimeout(Duration),
 }
 
 impl CloseReason {
@@ -843,8 +848,12 @@ impl std::fmt::Display for CloseReason {
             ),
             CloseReason::Reset => f.write_str("the client reset the connection"),
             CloseReason::Failed(e) => write!(f, "the connection failed: {e}"),
-            CloseReason::LineTimeout(secs) => write!(f, "an unfinished line for {secs} s"),
-            CloseReason::SendTimeout(secs) => write!(f, "its replies went unread for {secs} s"),
+            CloseReason::LineTimeout(t) => {
+                write!(f, "an unfinished line for {} s", t.as_secs_f64())
+            }
+            CloseReason::SendTimeout(t) => {
+                write!(f, "its replies went unread for {} s", t.as_secs_f64())
+            }
         }
     }
 }
@@ -995,6 +1004,9 @@ fn answer_frames(ctx: &mut Ctx, conn: &mut Conn, token: Token, pending: &[u8]) -
 
 fn answer(ctx: &mut Ctx, conn: &mut Conn, token: Token, frame: Frame<'_>) {
     conn.last_message = ctx.now;
+    if matches!(frame, Frame::Message { .. } | Frame::Exit) {
+        conn.bad_lines = 0;
+    }
     match frame {
         Frame::Message { user, text } => match &ctx.pool {
             None => {
@@ -1040,7 +1052,26 @@ fn answer(ctx: &mut Ctx, conn: &mut Conn, token: Token, frame: Frame<'_>) {
         Frame::Blank => {}
         Frame::Invalid(error) => {
             Metrics::add(&ctx.metrics.replies_error, 1);
-            encode_error(&mut conn.output, &error);
+            conn.bad_lines = conn.bad_lines.saturating_add(1);
+            if conn.bad_lines < BAD_LINES_IN_A_ROW {
+                encode_error(&mut conn.output, &error);
+                return;
+            }
+            // Answering garbage without end would only fill the kernel's buffers with error
+            // lines (25 times the bytes for a 2-byte bad line): as Redis does with a protocol
+            // error, say so once and close.
+            encode_error(
+                &mut conn.output,
+                &format_args!(
+                    "{error}. That is {BAD_LINES_IN_A_ROW} bad lines in a row; closing the \
+                     connection."
+                ),
+            );
+            conn.closing = true;
+            log::info!(
+                "closing {}: {BAD_LINES_IN_A_ROW} bad lines in a row",
+                conn.peer_name(ctx.loop_index)
+            );
         }
     }
 }

@@ -140,15 +140,15 @@ impl EventLoop {
 
     fn time_out(&mut self, token: Token, expired: Expired) {
         let config = &self.ctx.config;
-        let (line_secs, send_secs) = (config.line_timeout, config.send_timeout);
+        let (line, send) = (TICK * config.line_timeout, TICK * config.send_timeout);
         let mut notice = Vec::new();
         encode_line(&mut notice, &config.idle_notice);
         let Some(conn) = self.conn_mut(token) else {
             return;
         };
         match expired {
-            Expired::Line => self.close(token, CloseReason::LineTimeout(line_secs)),
-            Expired::Send => self.close(token, CloseReason::SendTimeout(send_secs)),
+            Expired::Line => self.close(token, CloseReason::LineTimeout(line)),
+            Expired::Send => self.close(token, CloseReason::SendTimeout(send)),
             Expired::Idle => {
                 conn.closing = true;
                 match conn.send(&notice) {
