@@ -6,6 +6,10 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use common::{Client, ServeProcess};
 
@@ -146,4 +150,114 @@ fn a_fallback_chain_counts_the_calls_of_each_robot_in_it() {
         ),
         0.0
     );
+}
+
+/// A client of the metrics port that sends a request head one byte at a time, every 100 ms,
+/// until `stop` (or the server gives up on it); and its socket.
+fn dribbler(addr: SocketAddr, stop: &Arc<AtomicBool>) -> (thread::JoinHandle<()>, TcpStream) {
+    let stop = Arc::clone(stop);
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let watched = stream.try_clone().unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
+        .unwrap();
+    let thread = thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            if stream.write_all(b"a").is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    });
+    (thread, watched)
+}
+
+/// A scrape and how long it took.
+fn timed_scrape(addr: SocketAddr) -> Duration {
+    let started = Instant::now();
+    let body = scrape(addr);
+    assert!(body.contains("robochat_connections_open"));
+    started.elapsed()
+}
+
+#[test]
+fn a_dribbling_client_does_not_hold_up_scrapes() {
+    let (_server, addr) = serve_with_metrics();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (slow, _) = dribbler(addr, &stop);
+    thread::sleep(Duration::from_millis(300)); // it is well into its head
+    for _ in 0..3 {
+        let took = timed_scrape(addr);
+        // Served at once (a blocking endpoint took until the dribbler's timeout: seconds).
+        assert!(took < Duration::from_secs(1), "a scrape took {took:?}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    slow.join().unwrap();
+}
+
+#[test]
+fn idle_clients_do_not_hold_up_scrapes_however_many() {
+    let (_server, addr) = serve_with_metrics();
+    // More than the endpoint serves at once: the oldest make way for new ones.
+    let idle: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    for _ in 0..3 {
+        let took = timed_scrape(addr);
+        assert!(took < Duration::from_secs(1), "a scrape took {took:?}");
+    }
+    drop(idle);
+}
+
+#[test]
+fn a_head_gets_one_deadline_as_a_whole() {
+    let (_server, addr) = serve_with_metrics();
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let (slow, stream) = dribbler(addr, &stop);
+    // It never stops sending, yet it is closed at the deadline of the whole exchange (5 s),
+    // not kept while each byte comes in time.
+    let events = common::poll_events(&stream, libc::POLLRDHUP, common::READ_TIMEOUT);
+    let took = started.elapsed();
+    assert!(events & common::HANGUP != 0, "still open after {took:?}");
+    assert!(took < Duration::from_secs(8), "closed only after {took:?}");
+    stop.store(true, Ordering::Relaxed);
+    slow.join().unwrap();
+}
+
+#[test]
+fn shutdown_never_waits_on_a_metrics_client() {
+    let server = ServeProcess::start(&[
+        "--robot",
+        "echo",
+        "--metrics",
+        "127.0.0.1:0",
+        "--shutdown-timeout",
+        "1",
+    ]);
+    server.wait_for_log("metrics on http://");
+    let addr: SocketAddr = {
+        let log = server.log.lock().unwrap();
+        let line = log
+            .iter()
+            .find(|l| l.contains("metrics on http://"))
+            .unwrap();
+        line.split("http://")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches("/metrics")
+            .parse()
+            .unwrap()
+    };
+    let mut server = server;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (slow, _) = dribbler(addr, &stop);
+    thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait(), Some(0));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "exited only after {took:?}");
+    stop.store(true, Ordering::Relaxed);
+    slow.join().unwrap();
 }

@@ -1,21 +1,11 @@
-//! The Prometheus endpoint (`--metrics ADDR`): counters the event loops and workers keep in
-//! atomics, served as text by a small thread of its own, so that a slow scraper never holds up
-//! a loop. Nothing but `GET /metrics` is answered on that port.
+//! The server's counters, kept in atomics by the event loops and workers, and their rendering in
+//! Prometheus's text format. [`endpoint`](super::metrics_endpoint) serves them.
 
 use std::fmt::Write as _;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
-use std::time::Duration;
 
 use crate::robot::{Robot, RobotStats, LATENCY_BUCKETS};
-
-/// How long the endpoint waits for a scraper's request, or to write the answer.
-const IO_TIMEOUT: Duration = Duration::from_secs(2);
-/// The longest request read; a GET for /metrics is far shorter.
-const MAX_REQUEST: usize = 8 * 1024;
 
 /// The server's counters. Loops and workers add to them; the endpoint reads them.
 pub struct Metrics {
@@ -193,71 +183,4 @@ fn label_value(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-/// The endpoint's thread; stopped by [`MetricsEndpoint::stop`].
-pub struct MetricsEndpoint {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
-}
-
-impl MetricsEndpoint {
-    pub fn start(listener: TcpListener, metrics: Arc<Metrics>) -> io::Result<MetricsEndpoint> {
-        let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = Arc::clone(&stop);
-        let thread = thread::Builder::new()
-            .name("robochat-metrics".into())
-            .spawn(move || {
-                for stream in listener.incoming() {
-                    if stopping.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    if let Ok(stream) = stream {
-                        if let Err(e) = answer(stream, &metrics) {
-                            log::debug!("metrics request failed: {e}");
-                        }
-                    }
-                }
-            })?;
-        Ok(MetricsEndpoint { addr, stop, thread })
-    }
-
-    /// Ends the thread: it is blocked in `accept`, so a connection of our own wakes it.
-    pub fn stop(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, IO_TIMEOUT);
-        let _ = self.thread.join();
-    }
-}
-
-fn answer(mut stream: TcpStream, metrics: &Metrics) -> io::Result<()> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let mut request = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < MAX_REQUEST {
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        request.extend_from_slice(&buf[..n]);
-    }
-    let first_line = request.split(|&b| b == b'\n').next().unwrap_or_default();
-    let wanted = first_line.starts_with(b"GET /metrics ") || first_line == b"GET /metrics\r";
-    let (status, body) = if wanted {
-        ("200 OK", metrics.render())
-    } else {
-        (
-            "404 Not Found",
-            "only GET /metrics is served here\n".to_owned(),
-        )
-    };
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
 }

@@ -12,6 +12,7 @@ mod builder;
 mod conn;
 mod listen;
 mod metrics;
+mod metrics_endpoint;
 mod timers;
 
 use std::collections::VecDeque;
@@ -29,7 +30,8 @@ use slab::Slab;
 use crate::protocol::{encode_error, encode_line, Frame, Framer};
 use crate::proxy_protocol::{self, ProxyHeader, ProxyParse};
 use crate::robot::{call_robot, Completions, Job, RobotError, SubmitError, WorkerPool};
-use metrics::{Metrics, MetricsEndpoint};
+use metrics::Metrics;
+use metrics_endpoint::MetricsEndpoint;
 
 use builder::Config;
 pub use builder::{
