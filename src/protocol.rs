@@ -231,6 +231,28 @@ impl Framer {
         }
     }
 
+    /// The next frame at the front of `pending`, as a connection drives the framer: first
+    /// [`decode`](Framer::decode); if that needs more bytes and `*burst_ended` (the last read
+    /// drained the socket), [`end_of_burst`](Framer::end_of_burst), which clears the flag; if
+    /// still more is needed and `stream_ended` (the peer closed its side),
+    /// [`end_of_stream`](Framer::end_of_stream). Every user of the framer drives it through this
+    /// one method, so they all see the same frames.
+    pub fn next<'a>(
+        &mut self,
+        pending: &'a [u8],
+        burst_ended: &mut bool,
+        stream_ended: bool,
+    ) -> Decoded<'a> {
+        let mut decoded = self.decode(pending);
+        if decoded.needs_more() && std::mem::take(burst_ended) {
+            decoded = self.end_of_burst(pending);
+        }
+        if decoded.needs_more() && stream_ended {
+            decoded = self.end_of_stream(pending);
+        }
+        decoded
+    }
+
     /// The socket has no more bytes for now. In legacy framing the pending bytes are one
     /// message; with [`Framing::Auto`], a first message (of at most [`LEGACY_BURST_MAX`] bytes,
     /// with `::`) that arrived without a newline makes this a legacy connection. Call only after
@@ -351,6 +373,48 @@ pub fn parse_message(line: &[u8]) -> Frame<'_> {
     }
 }
 
+/// One message as a client sends it: `USERNAME::TEXT`, ended by a newline when `newline` (line
+/// framing), or not (the tutorial's framing).
+pub fn encode_message(user: &str, text: &str, newline: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(user.len() + text.len() + 3);
+    out.extend_from_slice(user.as_bytes());
+    out.extend_from_slice(b"::");
+    out.extend_from_slice(text.as_bytes());
+    if newline {
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Why a name cannot be a client's username.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsernameError {
+    /// Empty, or longer than [`MAX_USERNAME`] bytes.
+    Length,
+    /// It holds `::` or a line break, which would end it early or split the message.
+    Separator,
+}
+
+impl fmt::Display for UsernameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UsernameError::Length => write!(f, "must be 1 to {MAX_USERNAME} bytes long"),
+            UsernameError::Separator => f.write_str("must not contain '::' or line breaks"),
+        }
+    }
+}
+
+/// Checks a name a client means to send as its username: one the server will take as it is.
+pub fn check_username(user: &str) -> Result<(), UsernameError> {
+    if user.is_empty() || user.len() > MAX_USERNAME {
+        return Err(UsernameError::Length);
+    }
+    if user.contains("::") || user.contains(['\n', '\r']) {
+        return Err(UsernameError::Separator);
+    }
+    Ok(())
+}
+
 /// Appends `text` to `out` as one reply line: newlines inside it become spaces.
 pub fn encode_line(out: &mut Vec<u8>, text: &str) {
     out.reserve(text.len() + 1);
@@ -432,12 +496,12 @@ mod tests {
         }
 
         fn drain(&mut self, step: Step) {
+            let mut burst_ended = matches!(step, Step::BurstEnds);
+            let stream_ended = matches!(step, Step::StreamEnds);
             loop {
-                let decoded = match step {
-                    Step::Read => self.framer.decode(&self.pending),
-                    Step::BurstEnds => self.framer.end_of_burst(&self.pending),
-                    Step::StreamEnds => self.framer.end_of_stream(&self.pending),
-                };
+                let decoded = self
+                    .framer
+                    .next(&self.pending, &mut burst_ended, stream_ended);
                 let (consumed, done) = (decoded.consumed, decoded.needs_more());
                 if let Some(frame) = decoded.frame {
                     self.out.push(own(frame));
@@ -477,6 +541,38 @@ mod tests {
             h.read(r);
         }
         h.out
+    }
+
+    #[test]
+    fn messages_are_encoded_as_clients_send_them() {
+        assert_eq!(
+            encode_message("小明", "你好", false),
+            "小明::你好".as_bytes()
+        );
+        assert_eq!(encode_message("bob", "hi", true), b"bob::hi\n");
+        let line = encode_message("bob", "a::b", true);
+        let mut framer = Framer::new(Framing::Line, 4096);
+        let frame = framer.next(&line, &mut false, false).frame;
+        assert_eq!(
+            frame,
+            Some(Frame::Message {
+                user: "bob",
+                text: "a::b"
+            })
+        );
+    }
+
+    #[test]
+    fn usernames_are_checked_as_the_framer_reads_them() {
+        assert_eq!(check_username("bob"), Ok(()));
+        assert_eq!(check_username(&"x".repeat(MAX_USERNAME)), Ok(()));
+        assert_eq!(check_username(""), Err(UsernameError::Length));
+        assert_eq!(
+            check_username(&"x".repeat(MAX_USERNAME + 1)),
+            Err(UsernameError::Length)
+        );
+        assert_eq!(check_username("a::b"), Err(UsernameError::Separator));
+        assert_eq!(check_username("a\nb"), Err(UsernameError::Separator));
     }
 
     #[test]

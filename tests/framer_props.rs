@@ -20,13 +20,9 @@ fn frame_reads(framing: Framing, reads: &[Vec<u8>], burst_ends: &[bool]) -> (Vec
         pending.extend_from_slice(read);
         let burst_ended = burst_ends.get(i).copied().unwrap_or(false);
         let mut used = 0;
-        let mut burst_taken = false;
+        let mut burst = burst_ended;
         loop {
-            let mut decoded = framer.decode(&pending[used..]);
-            if decoded.needs_more() && burst_ended && !burst_taken {
-                burst_taken = true;
-                decoded = framer.end_of_burst(&pending[used..]);
-            }
+            let decoded = framer.next(&pending[used..], &mut burst, false);
             if decoded.needs_more() {
                 break;
             }

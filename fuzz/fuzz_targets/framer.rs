@@ -28,13 +28,9 @@ fuzz_target!(|data: &[u8]| {
         pending.extend_from_slice(read);
         let burst_ends = read.last().is_some_and(|b| b & 0x80 != 0);
         let mut used = 0;
-        let mut burst_taken = false;
+        let mut burst = burst_ends;
         loop {
-            let mut decoded = framer.decode(&pending[used..]);
-            if decoded.needs_more() && burst_ends && !burst_taken {
-                burst_taken = true;
-                decoded = framer.end_of_burst(&pending[used..]);
-            }
+            let decoded = framer.next(&pending[used..], &mut burst, false);
             if decoded.needs_more() {
                 break;
             }
@@ -44,6 +40,6 @@ fuzz_target!(|data: &[u8]| {
         pending.drain(..used);
         assert!(pending.len() <= max_line + 1, "{} bytes pending", pending.len());
     }
-    let decoded = framer.end_of_stream(&pending);
+    let decoded = framer.next(&pending, &mut false, true);
     assert!(decoded.consumed <= pending.len());
 });

@@ -13,7 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use robochat::clock::LocalTime;
-use robochat::protocol::{self, MAX_USERNAME};
+use robochat::protocol;
 
 use crate::args::{print_text, value, Failure};
 
@@ -53,7 +53,7 @@ pub fn main(mut parser: lexopt::Parser) -> Result<(), Failure> {
         Some(user) => user,
         None => login_name()?,
     };
-    check_username(&user).map_err(Failure::Usage)?;
+    protocol::check_username(&user).map_err(|e| Failure::Usage(format!("--user {e}")))?;
     let stream = connect_to(&connect).map_err(Failure::Runtime)?;
     chat(stream, user)
 }
@@ -101,16 +101,6 @@ fn account_name() -> Option<String> {
         .map(str::to_owned)
 }
 
-fn check_username(user: &str) -> Result<(), String> {
-    if user.is_empty() || user.len() > MAX_USERNAME {
-        return Err(format!("--user must be 1 to {MAX_USERNAME} bytes long"));
-    }
-    if user.contains("::") || user.contains(['\n', '\r']) {
-        return Err("--user must not contain '::' or line breaks".into());
-    }
-    Ok(())
-}
-
 fn connect_to(addr: &str) -> Result<TcpStream, String> {
     let addrs = addr
         .to_socket_addrs()
@@ -151,7 +141,7 @@ fn forward_input(mut stream: TcpStream, user: &str, done: &AtomicBool) {
         // Said before the message leaves: the goodbye may come back before this thread runs on.
         done.store(exit, Ordering::SeqCst);
         if stream
-            .write_all(format!("{user}::{line}\n").as_bytes())
+            .write_all(&protocol::encode_message(user, line, true))
             .is_err()
         {
             done.store(false, Ordering::SeqCst);

@@ -14,6 +14,8 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use robochat::protocol;
+
 use super::options::Framing;
 
 /// Longest reply line kept while waiting for its end; a server sending more is misbehaving, and
@@ -168,7 +170,9 @@ impl Conn {
             let data = &scratch[..n];
             match framing {
                 // The tutorial's server sends each greeting or reply with one send(): one read.
-                Framing::Legacy => self.complete(data.starts_with(b"ERR "), out),
+                Framing::Legacy => {
+                    self.complete(data.starts_with(protocol::ERROR_PREFIX.as_bytes()), out)
+                }
                 Framing::Line => self.frame_lines(data, out),
             }
             if n < scratch.len() && !drain {
@@ -205,10 +209,10 @@ impl Conn {
             }
             // Only the start of a line matters (is it an ERR?), but it may have come in pieces.
             let err = if self.partial.is_empty() {
-                data[..pos].starts_with(b"ERR ")
+                data[..pos].starts_with(protocol::ERROR_PREFIX.as_bytes())
             } else {
                 self.partial.extend_from_slice(&data[..pos]);
-                let err = self.partial.starts_with(b"ERR ");
+                let err = self.partial.starts_with(protocol::ERROR_PREFIX.as_bytes());
                 self.partial.clear();
                 err
             };

@@ -1,6 +1,6 @@
 //! `robochat bench` flags: parsing, checking, and the `--help` text.
 
-use robochat::protocol::MAX_USERNAME;
+use robochat::protocol;
 
 use crate::args::{print_text, value, Failure};
 
@@ -135,12 +135,7 @@ pub struct Options {
 impl Options {
     /// The bytes of one message on the wire.
     pub fn wire_message(&self) -> Vec<u8> {
-        let newline = if self.framing == Framing::Line {
-            "\n"
-        } else {
-            ""
-        };
-        format!("{}::{}{newline}", self.user, self.message).into_bytes()
+        protocol::encode_message(&self.user, &self.message, self.framing == Framing::Line)
     }
 }
 
@@ -234,23 +229,13 @@ fn check(o: &mut Options) -> Result<(), String> {
     if o.idle_message && o.idle == 0 {
         return Err("--idle-message needs --idle N".into());
     }
-    check_user(&o.user)?;
+    protocol::check_username(&o.user).map_err(|e| format!("--user {e}"))?;
     check_message(&o.message)?;
     // At most one thread per connection; none when there is nothing to send.
     if o.threads == 0 {
         o.threads = 2;
     }
     o.threads = o.threads.min(o.connections);
-    Ok(())
-}
-
-fn check_user(user: &str) -> Result<(), String> {
-    if user.is_empty() || user.len() > MAX_USERNAME {
-        return Err(format!("--user must be 1 to {MAX_USERNAME} bytes long"));
-    }
-    if user.contains("::") || user.contains(['\n', '\r']) {
-        return Err("--user must not contain '::' or line breaks".into());
-    }
     Ok(())
 }
 
