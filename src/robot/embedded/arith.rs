@@ -1,11 +1,13 @@
 //! Arithmetic for the embedded robot: recognises a message that is nothing but a small expression
 //! (once filler words such as "what is" or "等于几" are removed) and evaluates it.
 //!
-//! Supported: numbers with an optional decimal point (ASCII or full-width digits), `+ - * /`,
-//! `× ÷ x` and full-width operators, Chinese `加 加上 减 减去 乘 乘以 除 除以`, English `plus minus
-//! times "multiplied by" "divided by"`, parentheses, and unary minus or plus. The work is bounded:
-//! at most [`MAX_TOKENS`] tokens, [`MAX_DEPTH`] nested parentheses or signs and
-//! [`MAX_NUMBER_LEN`]-character numbers, so hostile input cannot recurse deeply or loop long.
+//! Supported: numbers with an optional decimal point (ASCII or full-width digits), whole numbers
+//! in Chinese numerals (`十二`, `一百零五`, `两千三百`, `三万五千`, `一亿二千万`; see
+//! [`chinese_value`]), `+ - * /`, `× ÷ x` and full-width operators, Chinese `加 加上 减 减去 乘 乘以
+//! 除 除以`, English `plus minus times "multiplied by" "divided by"`, parentheses, and unary minus
+//! or plus. The work is bounded: at most [`MAX_TOKENS`] tokens, [`MAX_DEPTH`] nested parentheses
+//! or signs and [`MAX_NUMBER_LEN`]-character numbers, so hostile input cannot recurse deeply or
+//! loop long.
 
 /// The most tokens (numbers, operators, parentheses) an expression may have.
 pub(super) const MAX_TOKENS: usize = 100;
@@ -50,7 +52,8 @@ impl Op {
 
 #[derive(Debug, Clone, PartialEq)]
 enum Token {
-    /// A number as written (full-width digits made ASCII) and its value.
+    /// A number as it is shown (full-width digits made ASCII, Chinese numerals in digits) and its
+    /// value.
     Number(String, f64),
     Op(Op),
     Open,
@@ -140,6 +143,10 @@ fn tokenize(text: &str) -> Result<Vec<Token>, Failure> {
             let (token, after) = number(rest)?;
             tokens.push(token);
             rest = after;
+        } else if numeral(c).is_some() {
+            let (token, after) = chinese_number(rest)?;
+            tokens.push(token);
+            rest = after;
         } else if let Some(token) = symbol(c) {
             tokens.push(token);
             rest = &rest[c.len_utf8()..];
@@ -189,6 +196,156 @@ fn number(text: &str) -> Result<(Token, &str), Failure> {
     }
     let value: f64 = literal.parse().map_err(|_| Failure::Invalid)?;
     Ok((Token::Number(literal, value), &text[end..]))
+}
+
+/// 万 and 亿, the scales of Chinese numerals above 千.
+const WAN: u64 = 10_000;
+const YI: u64 = 100_000_000;
+
+/// A character of a Chinese numeral.
+#[derive(Debug, Clone, Copy)]
+enum Numeral {
+    /// 一 to 九, and 两 (the 2 of 两千).
+    Digit(u64),
+    /// 零 or 〇, which marks skipped places (一百零五).
+    Zero,
+    /// 十 百 千 万 亿: the place of the digit before it.
+    Unit(u64),
+}
+
+/// What `c` means in a Chinese numeral, if it is part of one.
+fn numeral(c: char) -> Option<Numeral> {
+    Some(match c {
+        '零' | '〇' => Numeral::Zero,
+        '一' => Numeral::Digit(1),
+        '二' | '两' => Numeral::Digit(2),
+        '三' => Numeral::Digit(3),
+        '四' => Numeral::Digit(4),
+        '五' => Numeral::Digit(5),
+        '六' => Numeral::Digit(6),
+        '七' => Numeral::Digit(7),
+        '八' => Numeral::Digit(8),
+        '九' => Numeral::Digit(9),
+        '十' => Numeral::Unit(10),
+        '百' => Numeral::Unit(100),
+        '千' => Numeral::Unit(1000),
+        '万' => Numeral::Unit(WAN),
+        '亿' => Numeral::Unit(YI),
+        _ => return None,
+    })
+}
+
+/// Reads a Chinese numeral at the start of `text`; returns it, written in digits, and the rest.
+///
+/// The whole run of numeral characters must be one well-formed number: `万一`, `一二` or `十十`
+/// make the text not arithmetic, rather than being read as something the user did not mean.
+fn chinese_number(text: &str) -> Result<(Token, &str), Failure> {
+    let end = text.find(|c| numeral(c).is_none()).unwrap_or(text.len());
+    let run: Vec<char> = text[..end].chars().collect();
+    let value = chinese_value(&run).ok_or(Failure::Invalid)?;
+    // Below 10^16 (see chinese_value), so its digits are well within MAX_NUMBER_LEN; as f64 it
+    // is exact up to 2^53 and rounded beyond, just as the same digits would be.
+    Ok((Token::Number(value.to_string(), value as f64), &text[end..]))
+}
+
+/// The value of a Chinese numeral: `零`, or a number such as `十二`, `一百零五`, `两千三百`,
+/// `三万五千`, `十万`, `一亿二千万`, `一万亿`. What comes before 亿 is below 一亿, so every value
+/// is below 10^16.
+///
+/// Places are read strictly, so that nothing is misread: a place may be skipped only with a 零
+/// (`一千零五十` is 1,050; `一千五十` is refused), and a 零 must skip at least one place
+/// (`一千零五百` is refused). The one shorthand accepted is the everyday one of a last digit
+/// right after a unit, which counts one place lower: `一百五` is 150, `三万五` 35,000. `None` for
+/// anything else (`万`, `万一`, `一二`, `十十`, `二十三百`, `一百零`, `亿亿`).
+fn chinese_value(run: &[char]) -> Option<u64> {
+    match run {
+        ['零' | '〇'] => Some(0),
+        _ => scaled(run, &[('亿', YI), ('万', WAN)]),
+    }
+}
+
+/// A number written with the largest of `scales` (亿, then 万) and the ones below it:
+/// `high 亿 low`, where `high` and `low` use only the smaller scales.
+fn scaled(run: &[char], scales: &[(char, u64)]) -> Option<u64> {
+    let Some((&(unit, scale), smaller)) = scales.split_first() else {
+        return below_wan(run);
+    };
+    let Some(at) = run.iter().position(|&c| c == unit) else {
+        return scaled(run, smaller);
+    };
+    let high = scaled(&run[..at], smaller)?;
+    let low = match &run[at + 1..] {
+        [] => 0,
+        // After a 零 the rest starts at least two places lower: 一万零五, 一亿零五百万.
+        ['零' | '〇', rest @ ..] => {
+            let low = scaled(rest, smaller)?;
+            (low < scale / 10).then_some(low)?
+        }
+        // The shorthand 三万五: one digit, counted one place below the unit.
+        &[c] => match numeral(c)? {
+            Numeral::Digit(digit) => digit.checked_mul(scale / 10)?,
+            _ => return None,
+        },
+        // Otherwise the rest starts right below the unit: 三万五千, 一亿二千万.
+        rest => {
+            let low = scaled(rest, smaller)?;
+            (low >= scale / 10).then_some(low)?
+        }
+    };
+    high.checked_mul(scale)?.checked_add(low)
+}
+
+/// A number from 1 to 9,999 written with 十, 百 and 千: `七`, `十二`, `三百零五`, `一千五`.
+fn below_wan(run: &[char]) -> Option<u64> {
+    let mut value: u64 = 0;
+    // The place of the last unit read, and whether a 零 came after it.
+    let mut last: Option<u64> = None;
+    let mut zero = false;
+    // A digit waiting for its unit.
+    let mut digit: Option<u64> = None;
+    for (i, &c) in run.iter().enumerate() {
+        match numeral(c)? {
+            Numeral::Digit(d) if digit.is_none() => digit = Some(d),
+            Numeral::Zero if digit.is_none() && last.is_some() && !zero => zero = true,
+            Numeral::Unit(place @ (10 | 100 | 1000)) => {
+                // 十 may stand for 一十 at the start (十二); 百 and 千 need their digit.
+                let d = digit.take().or((i == 0 && place == 10).then_some(1))?;
+                if !in_place(last, zero, place) {
+                    return None;
+                }
+                value = value.checked_add(d.checked_mul(place)?)?;
+                last = Some(place);
+                zero = false;
+            }
+            _ => return None,
+        }
+    }
+    match digit {
+        Some(d) => {
+            // The ones after 零 or alone; else the place below the last unit (二十五, 一百五).
+            let place = match last {
+                Some(last) if !zero => last / 10,
+                _ => 1,
+            };
+            if !in_place(last, zero, place) {
+                return None;
+            }
+            value.checked_add(d.checked_mul(place)?)
+        }
+        // Nothing at all, or a 零 with no digit after it (一百零).
+        None if last.is_none() || zero => None,
+        None => Some(value),
+    }
+}
+
+/// Whether a digit of `place` may come after the unit `last`: in the place right below it, or
+/// after a 零 in a place further down; never in a place already passed.
+fn in_place(last: Option<u64>, zero: bool, place: u64) -> bool {
+    match last {
+        None => true,
+        Some(last) if zero => place < last / 10,
+        Some(last) => place == last / 10,
+    }
 }
 
 fn symbol(c: char) -> Option<Token> {
@@ -509,6 +666,173 @@ mod tests {
         assert_eq!(evaluate(&long), Outcome::TooComplex);
         let nested_ok = format!("{}1+1{}", "(".repeat(20), ")".repeat(20));
         assert_eq!(result(&nested_ok), "2");
+    }
+
+    fn chinese(text: &str) -> Option<u64> {
+        chinese_value(&text.chars().collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn chinese_numerals() {
+        for (text, expected) in [
+            ("零", 0),
+            ("〇", 0),
+            ("一", 1),
+            ("两", 2),
+            ("九", 9),
+            ("十", 10),
+            ("十二", 12),
+            ("二十", 20),
+            ("二十五", 25),
+            ("一百", 100),
+            ("一百零五", 105),
+            ("一百〇五", 105),
+            ("一百一十", 110),
+            ("两百", 200),
+            ("一千零五十", 1050),
+            ("两千三百", 2300),
+            ("九千九百九十九", 9999),
+        ] {
+            assert_eq!(chinese(text), Some(expected), "{text}");
+        }
+    }
+
+    #[test]
+    fn chinese_numerals_at_wan_and_yi_scale() {
+        for (text, expected) in [
+            ("一万", 10_000),
+            ("两万", 20_000),
+            ("三万五千", 35_000),
+            ("一万零五", 10_005),
+            ("十万", 100_000),
+            ("十万零五百", 100_500),
+            ("一百万", 1_000_000),
+            ("一千万", 10_000_000),
+            ("一亿", 100_000_000),
+            ("一亿二千万", 120_000_000),
+            ("两亿零五百万", 205_000_000),
+            ("一亿零五", 100_000_005),
+            ("三千亿零一", 300_000_000_001),
+            ("一万亿", 1_000_000_000_000),
+            (
+                "九千九百九十九万九千九百九十九亿九千九百九十九万九千九百九十九",
+                9_999_999_999_999_999,
+            ),
+        ] {
+            assert_eq!(chinese(text), Some(expected), "{text}");
+        }
+    }
+
+    #[test]
+    fn chinese_shorthand_counts_one_place_lower() {
+        assert_eq!(chinese("一百五"), Some(150));
+        assert_eq!(chinese("两千三"), Some(2300));
+        assert_eq!(chinese("三万五"), Some(35_000));
+        assert_eq!(chinese("一亿五"), Some(150_000_000));
+    }
+
+    #[test]
+    fn malformed_chinese_numerals() {
+        for text in [
+            "",
+            "万",
+            "亿",
+            "百",
+            "千",
+            "万一",
+            "一二",
+            "五零",
+            "零五",
+            "零零",
+            "十十",
+            "二十三百",
+            "一百零",
+            "一千零五百",
+            "一千五十",
+            "十零五",
+            "一万零",
+            "一万五十",
+            "一万万",
+            "一亿亿",
+            "亿亿",
+        ] {
+            assert_eq!(chinese(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn huge_chinese_numerals_are_refused_without_overflow() {
+        assert_eq!(chinese(&"九".repeat(1000)), None);
+        assert_eq!(chinese(&"亿".repeat(1000)), None);
+        assert_eq!(chinese(&"一亿".repeat(500)), None);
+        assert_eq!(chinese(&format!("一{}", "千".repeat(1000))), None);
+        let most = "九千九百九十九万九千九百九十九亿九千九百九十九万九千九百九十九";
+        assert_eq!(evaluate(&vec![most; 25].join("乘")), Outcome::TooBig);
+        assert_eq!(
+            evaluate(&format!("{}加一", "九".repeat(1000))),
+            Outcome::NotArithmetic
+        );
+    }
+
+    #[test]
+    fn arithmetic_with_chinese_numerals() {
+        assert_eq!(value("二加三"), ("2 + 3".to_owned(), "5".to_owned()));
+        assert_eq!(value("十二乘以三"), ("12 * 3".to_owned(), "36".to_owned()));
+        assert_eq!(value("十二乘以3").0, "12 * 3");
+        assert_eq!(value("3乘十二").0, "3 * 12");
+        assert_eq!(
+            value("（一加二）乘以三"),
+            ("(1 + 2) * 3".to_owned(), "9".to_owned())
+        );
+        assert_eq!(result("两加两"), "4");
+        assert_eq!(result("零乘以五"), "0");
+        assert_eq!(result("一百零五除以五"), "21");
+        assert_eq!(result("两千三百减去三百"), "2000");
+        assert_eq!(result("十万除以一万"), "10");
+        assert_eq!(result("一亿二千万加一"), "120000001");
+        assert_eq!(result("十 × 十"), "100");
+        assert_eq!(
+            evaluate("五除以零"),
+            Outcome::DivisionByZero {
+                expr: "5 / 0".to_owned()
+            }
+        );
+    }
+
+    #[test]
+    fn chinese_numerals_answer_as_their_digits() {
+        for (chinese, digits) in [
+            ("二加三", "2加3"),
+            ("十二乘以三", "12乘以3"),
+            ("十二乘以3", "12乘以3"),
+            ("一百零五除以五", "105除以5"),
+            ("三万五千减一", "35000减1"),
+            ("一亿二千万乘以十", "120000000乘以10"),
+            ("十除以零", "10除以0"),
+        ] {
+            assert_eq!(evaluate(chinese), evaluate(digits), "{chinese}");
+        }
+    }
+
+    #[test]
+    fn words_with_numeral_characters_are_not_arithmetic() {
+        for text in [
+            "一起",
+            "万一",
+            "十分",
+            "你好",
+            "十一",
+            "一百",
+            "一加",
+            "万一加一",
+            "两个加三",
+            "三心二意",
+            "一二加三",
+            "一百零加一",
+            "一点五加一",
+        ] {
+            assert_eq!(evaluate(text), Outcome::NotArithmetic, "{text:?}");
+        }
     }
 
     #[test]

@@ -164,6 +164,69 @@ fn numbers_alone_or_in_prose_are_not_arithmetic() {
     assert!(!reply.contains('='), "{reply:?}");
 }
 
+/// An arithmetic answer in one wording, whichever of the rules' alternatives was picked.
+fn one_wording(reply: &str) -> String {
+    reply
+        .replace(" 等于 ", " = ")
+        .trim_end_matches('。')
+        .to_owned()
+}
+
+#[test]
+fn arithmetic_with_chinese_numerals() {
+    assert_eq!(one_wording(&answer("二加三等于几")), "2 + 3 = 5");
+    assert_eq!(one_wording(&answer("十二乘以三")), "12 * 3 = 36");
+    assert_eq!(one_wording(&answer("十二乘以3是多少？")), "12 * 3 = 36");
+    assert_eq!(
+        one_wording(&answer("两千三百减去三百")),
+        "2300 - 300 = 2000"
+    );
+    assert_eq!(
+        one_wording(&answer("三万五千除以五等于多少")),
+        "35000 / 5 = 7000"
+    );
+    assert_eq!(
+        one_wording(&answer("一亿二千万加一百零五")),
+        "120000000 + 105 = 120000105"
+    );
+    assert_contains(&answer("五除以零等于几"), "除数不能为零");
+}
+
+#[test]
+fn chinese_numerals_get_the_answer_of_their_digits() {
+    for (chinese, digits) in [
+        ("二加三等于几", "2加3等于几"),
+        ("十二乘以三", "12乘以3"),
+        ("请问一百零五除以五是多少", "请问105除以5是多少"),
+        ("十万减一", "100000减1"),
+    ] {
+        assert_eq!(
+            one_wording(&answer(chinese)),
+            one_wording(&answer(digits)),
+            "{chinese}"
+        );
+    }
+}
+
+#[test]
+fn sentences_with_numeral_characters_get_their_usual_replies() {
+    assert_contains(&answer("你好"), "tester");
+    assert_contains(&answer("十分感谢"), "不");
+    assert_contains(&answer("我们一起去吧"), "你们一起去吧");
+    assert_contains(&answer("万一下雨怎么办"), "万一下雨怎么办");
+    assert_contains(&answer("我有两个苹果"), "你有两个苹果");
+    assert_contains(&answer("三心二意"), "三心二意");
+    assert_contains(&answer("一百"), "一百");
+    for text in ["十分感谢", "我们一起去吧", "万一下雨怎么办", "一百", "十一"]
+    {
+        let reply = answer(text);
+        assert!(
+            !reply.contains('=') && !reply.contains("等于") && !reply.contains("太大"),
+            "{text:?} → {reply:?}"
+        );
+    }
+}
+
 #[test]
 fn help() {
     for text in ["帮助", "你能做什么？"] {
