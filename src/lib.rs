@@ -63,6 +63,7 @@ pub mod robot;
 pub mod server;
 pub mod signals;
 pub mod systemd;
+mod text;
 
 pub use protocol::Framing;
 pub use robot::{EchoRobot, EmbeddedRobot, Robot, RobotError};

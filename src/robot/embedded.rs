@@ -22,9 +22,10 @@ use std::path::Path;
 use self::arith::Outcome;
 use self::memory::NameMemory;
 use self::rules::{Behaviour, Lang, Replies, Rule, Rules, Values};
-use self::text::{contains_cjk, fnv1a, Normalized};
+use self::text::{contains_cjk, Normalized};
 use super::{Robot, RobotError};
 use crate::clock::LocalTime;
+use crate::text::{cut_to_chars, fnv1a};
 
 pub use self::rules::RulesError;
 
@@ -198,7 +199,7 @@ struct Turn<'a> {
 
 impl<'a> Turn<'a> {
     fn new(robot: &'a EmbeddedRobot, user: &'a str, text: &'a str, now: &'a LocalTime) -> Self {
-        let text = truncate_chars(text.trim(), MAX_INPUT_CHARS).trim_end();
+        let text = cut_to_chars(text.trim(), MAX_INPUT_CHARS).trim_end();
         let remembered = robot.names.recall(user);
         Turn {
             robot,
@@ -276,19 +277,11 @@ fn trim_sentence_end(text: &str) -> &str {
 
 /// `text` cut to [`MAX_QUOTE_CHARS`], marking the cut.
 fn quote(text: &str) -> String {
-    let short = truncate_chars(text, MAX_QUOTE_CHARS);
+    let short = cut_to_chars(text, MAX_QUOTE_CHARS);
     if short.len() < text.len() {
         format!("{short}…")
     } else {
         short.to_owned()
-    }
-}
-
-/// The first `max` characters of `text`.
-fn truncate_chars(text: &str, max: usize) -> &str {
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => &text[..cut],
-        None => text,
     }
 }
 

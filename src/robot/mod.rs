@@ -1,6 +1,6 @@
 //! Robots: what answers a user's message.
 //!
-//! A [`Robot`] is called on a worker thread of the [`WorkerPool`], never on the event loop (unless
+//! A [`Robot`] is called on a worker thread of the server's pool, never on the event loop (unless
 //! the server runs with zero workers, which is allowed only for robots that say they never block).
 //! Robots must be `Send + Sync`: several workers call the same robot at once.
 
@@ -9,16 +9,12 @@ mod echo;
 mod embedded;
 #[cfg(feature = "http")]
 pub mod http;
-mod pool;
-mod stats;
 
 use std::fmt;
 
 pub use chain::FallbackChain;
 pub use echo::EchoRobot;
 pub use embedded::{EmbeddedRobot, RulesError};
-pub use pool::{Completion, Completions, Job, SubmitError, WorkerPool};
-pub use stats::{RobotStats, LATENCY_BUCKETS};
 
 /// Something that answers chat messages.
 ///

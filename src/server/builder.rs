@@ -9,7 +9,8 @@ use std::time::Duration;
 use crate::protocol::Framing;
 use crate::robot::{EmbeddedRobot, Robot};
 
-use super::timers::{ticks_of, Ticks, MAX_TIMEOUT};
+use super::conn_id::MAX_CONNECTIONS_LIMIT;
+use super::timers::{ticks_of, Timeouts, MAX_TIMEOUT};
 use super::Server;
 
 /// The most event loops a server may run.
@@ -36,7 +37,6 @@ pub(crate) struct Config {
     pub robot: Arc<dyn Robot>,
     pub workers: usize,
     pub queue: usize,
-    pub robot_delay: Duration,
     pub max_connections: usize,
     pub max_line: usize,
     pub max_reply: usize,
@@ -45,10 +45,7 @@ pub(crate) struct Config {
     pub goodbye: String,
     pub shutdown_notice: String,
     pub shutdown_timeout: Duration,
-    /// Timeouts in ticks of the loop's clock; 0 is off.
-    pub line_timeout: Ticks,
-    pub send_timeout: Ticks,
-    pub idle_timeout: Ticks,
+    pub timeouts: Timeouts,
     pub idle_notice: String,
     pub reuse_port: bool,
     pub backlog: u32,
@@ -81,7 +78,6 @@ impl Default for ServerBuilder {
                 robot: Arc::new(EmbeddedRobot::new()),
                 workers: 4,
                 queue: 1024,
-                robot_delay: Duration::ZERO,
                 max_connections: 10_000,
                 max_line: 4096,
                 max_reply: 2000,
@@ -91,9 +87,11 @@ impl Default for ServerBuilder {
                 shutdown_notice: "服务器正在关闭，再见！The server is shutting down. Goodbye!"
                     .to_owned(),
                 shutdown_timeout: Duration::from_secs(5),
-                line_timeout: ticks_of(Duration::from_secs(30)),
-                send_timeout: ticks_of(Duration::from_secs(30)),
-                idle_timeout: 0,
+                timeouts: Timeouts {
+                    line: ticks_of(Duration::from_secs(30)),
+                    send: ticks_of(Duration::from_secs(30)),
+                    idle: 0,
+                },
                 idle_notice: "你很久没有说话了，再见！Closing this idle connection. Goodbye!"
                     .to_owned(),
                 reuse_port: false,
@@ -146,13 +144,6 @@ impl ServerBuilder {
         self
     }
 
-    /// Holds back every robot reply by `delay` on its worker: a stand-in for a slow web robot
-    /// in load tests (default none). Needs at least one worker.
-    pub fn robot_delay(mut self, delay: Duration) -> Self {
-        self.config.robot_delay = delay;
-        self
-    }
-
     /// Connections served at once (default 10,000). One more gets an error line and is closed.
     pub fn max_connections(mut self, connections: usize) -> Self {
         self.config.max_connections = connections;
@@ -190,7 +181,7 @@ impl ServerBuilder {
     /// turns it off. Timeouts fire after their time, never before, and at most about 60 ms
     /// late (hundredths of a second, checked when the earliest is due).
     pub fn line_timeout(mut self, timeout: Duration) -> Self {
-        self.config.line_timeout = ticks_of(timeout.min(MAX_TIMEOUT));
+        self.config.timeouts.line = ticks_of(timeout.min(MAX_TIMEOUT));
         if timeout > MAX_TIMEOUT {
             self.timeout_too_long.get_or_insert("line_timeout");
         }
@@ -200,7 +191,7 @@ impl ServerBuilder {
     /// A connection whose unsent replies have made no progress for this long is closed (a
     /// client that never reads). Default 30 s; zero turns it off.
     pub fn send_timeout(mut self, timeout: Duration) -> Self {
-        self.config.send_timeout = ticks_of(timeout.min(MAX_TIMEOUT));
+        self.config.timeouts.send = ticks_of(timeout.min(MAX_TIMEOUT));
         if timeout > MAX_TIMEOUT {
             self.timeout_too_long.get_or_insert("send_timeout");
         }
@@ -210,7 +201,7 @@ impl ServerBuilder {
     /// A connection with no complete message for this long gets a goodbye line and is closed.
     /// Default off (zero): idle connections are what this server is for.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.config.idle_timeout = ticks_of(timeout.min(MAX_TIMEOUT));
+        self.config.timeouts.idle = ticks_of(timeout.min(MAX_TIMEOUT));
         if timeout > MAX_TIMEOUT {
             self.timeout_too_long.get_or_insert("idle_timeout");
         }
@@ -293,9 +284,6 @@ impl ServerBuilder {
                 ),
             );
         }
-        if config.workers == 0 && !config.robot_delay.is_zero() {
-            return invalid("robot_delay", "needs at least one worker".into());
-        }
         if !(1..=MAX_LOOPS).contains(&config.loops) {
             return invalid("loops", format!("must be between 1 and {MAX_LOOPS}"));
         }
@@ -309,10 +297,10 @@ impl ServerBuilder {
         if config.workers > 0 && !(1..=MAX_QUEUE).contains(&config.queue) {
             return invalid("queue", format!("must be between 1 and {MAX_QUEUE} jobs"));
         }
-        if config.max_connections == 0 || config.max_connections > super::MAX_CONNECTIONS_LIMIT {
+        if config.max_connections == 0 || config.max_connections > MAX_CONNECTIONS_LIMIT {
             return invalid(
                 "max_connections",
-                format!("must be between 1 and {}", super::MAX_CONNECTIONS_LIMIT),
+                format!("must be between 1 and {MAX_CONNECTIONS_LIMIT}"),
             );
         }
         if config.max_line < crate::protocol::MAX_USERNAME + 3 {

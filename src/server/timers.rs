@@ -4,16 +4,14 @@
 //! Only connections with a timeout running are in the loop's `timed` list, and the list is
 //! checked when the earliest of their deadlines comes (at most twenty times a second), so idle
 //! connections without one cost nothing and no loop turn walks every connection. Times are
-//! [`Ticks`] of the loop's clock (`Ctx::now`): a timeout fires after its time, never before,
-//! and within about 60 ms after it (a tick, and the sweeps' spacing).
+//! [`Ticks`] of the loop's clock: a timeout fires after its time, never before, and within
+//! about 60 ms after it (a tick, and the sweeps' spacing). What runs out is decided by
+//! [`verdict`], a pure function of a connection's [`Clocks`].
 
 use std::time::{Duration, Instant};
 
-use mio::Token;
-
-use super::builder::Config;
-use super::conn::Conn;
-use super::{encode_line, same_generation, split_token, CloseReason, EventLoop};
+use super::conn_id::ConnId;
+use super::event_loop::{CloseReason, EventLoop};
 
 /// The timeouts' clock: hundredths of a second since the loop started. It wraps after about
 /// 497 days; ages are taken by wrapping subtraction, right for any age under half of that, and
@@ -23,7 +21,7 @@ pub(super) type Ticks = u32;
 /// One tick of [`Ticks`].
 pub(super) const TICK: Duration = Duration::from_millis(10);
 
-/// "No such time" in the [`Ticks`] fields of a connection.
+/// "No such time" in a clock.
 pub(super) const NEVER: Ticks = Ticks::MAX;
 
 /// The longest timeout: far below the clock's wrap.
@@ -46,53 +44,98 @@ pub(super) fn ticks_of(timeout: Duration) -> Ticks {
     Ticks::try_from(ticks).unwrap_or(NEVER - 1)
 }
 
+/// A server's timeouts, in ticks; 0 is off.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Timeouts {
+    pub line: Ticks,
+    pub send: Ticks,
+    pub idle: Ticks,
+}
+
+/// When each of a connection's clocks started, or [`NEVER`] when it does not run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Clocks {
+    /// Since when a line has been unfinished.
+    pub line_started: Ticks,
+    /// Since when unsent output has made no progress.
+    pub output_stalled: Ticks,
+    /// Since when the connection has waited for its client to say something.
+    pub idle_since: Ticks,
+}
+
+impl Clocks {
+    pub const STOPPED: Clocks = Clocks {
+        line_started: NEVER,
+        output_stalled: NEVER,
+        idle_since: NEVER,
+    };
+}
+
 /// A timeout that ran out.
-enum Expired {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Expired {
     Line,
     Send,
     Idle,
 }
 
+/// What a connection's clocks say at `now`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// No timeout runs.
+    Quiet,
+    /// The first to run out will in this many ticks.
+    Due(Ticks),
+    /// One has run out.
+    Expired(Expired),
+}
+
+/// Which of `clocks` has run out at `now`, or when the first will.
+pub(super) fn verdict(clocks: Clocks, now: Ticks, timeouts: Timeouts) -> Verdict {
+    let running = [
+        (timeouts.line, clocks.line_started, Expired::Line),
+        (timeouts.send, clocks.output_stalled, Expired::Send),
+        (timeouts.idle, clocks.idle_since, Expired::Idle),
+    ];
+    let mut earliest = None;
+    for (timeout, since, expired) in running {
+        if timeout == 0 || since == NEVER {
+            continue;
+        }
+        // `since` was read off the clock up to a tick after the moment it stands for, so a
+        // timeout runs out only once more than `timeout` whole ticks have passed: never early.
+        let age = now.wrapping_sub(since);
+        if age > timeout {
+            return Verdict::Expired(expired);
+        }
+        let due = timeout + 1 - age;
+        earliest = Some(earliest.map_or(due, |e: Ticks| e.min(due)));
+    }
+    earliest.map_or(Verdict::Quiet, Verdict::Due)
+}
+
 impl EventLoop {
-    /// Starts, restarts or stops the connection's timeouts after it was served, and makes sure
-    /// the sweep will look at it while any runs.
-    pub(super) fn track_timers(&mut self, token: Token) {
-        let now = self.ctx.now;
-        let config = &self.ctx.config;
-        let (key, generation) = split_token(token);
+    /// Starts, restarts or stops the connection's clocks after it was served, and makes sure
+    /// a sweep will look at it when its first timeout is due.
+    pub(super) fn track_timers(&mut self, id: ConnId) {
+        let now = self.dispatch.now;
+        let timeouts = self.dispatch.config.timeouts;
         let Some(conn) = self
             .conns
-            .get_mut(key)
-            .filter(|conn| same_generation(conn, generation))
+            .get_mut(id.key)
+            .filter(|c| c.generation() == id.generation)
         else {
             return;
         };
-        if conn.lingering {
-            return; // it has its own deadline
-        }
-        if config.line_timeout > 0 && conn.has_partial_line() {
-            if conn.line_started == NEVER {
-                conn.line_started = now;
-            }
-        } else {
-            conn.line_started = NEVER;
-        }
-        let moved = std::mem::take(&mut conn.output_moved);
-        if config.send_timeout > 0 && !conn.output.is_empty() {
-            if moved || conn.output_stalled == NEVER {
-                conn.output_stalled = now;
-            }
-        } else {
-            conn.output_stalled = NEVER;
-        }
-        let due = match timer_verdict(conn, now, config) {
-            Ok(None) => return,
-            Ok(Some(due)) => due,
-            Err(_) => 0, // ran out already: the next sweep, at once, acts on it
+        conn.update_clocks(now, timeouts);
+        let due = match verdict(conn.clocks(), now, timeouts) {
+            Verdict::Quiet => return,
+            Verdict::Due(due) => due,
+            Verdict::Expired(_) => 0, // the next sweep, at once, acts on it
         };
-        if !conn.has_timers {
-            conn.has_timers = true;
-            self.timed.push(token);
+        if !conn.has_timers() {
+            conn.set_has_timers(true);
+            self.timed.push(id);
         }
         let deadline = Instant::now() + TICK * due;
         self.next_sweep = Some(self.next_sweep.map_or(deadline, |t| t.min(deadline)));
@@ -101,36 +144,35 @@ impl EventLoop {
     /// Checks the connections that have a timeout running, and acts on those that ran out; then
     /// plans the next sweep for the earliest deadline left.
     pub(super) fn sweep_timers(&mut self) {
-        let now = self.ctx.now;
+        let now = self.dispatch.now;
+        let timeouts = self.dispatch.config.timeouts;
         let mut earliest: Option<Ticks> = None;
         let mut i = 0;
         while i < self.timed.len() {
-            let token = self.timed[i];
-            let (key, generation) = split_token(token);
-            let verdict = self
+            let id = self.timed[i];
+            let Some(conn) = self
                 .conns
-                .get(key)
-                .filter(|conn| same_generation(conn, generation))
-                .map(|conn| timer_verdict(conn, now, &self.ctx.config));
-            match verdict {
-                Some(Ok(Some(due))) => {
+                .get_mut(id.key)
+                .filter(|c| c.generation() == id.generation)
+            else {
+                self.timed.swap_remove(i); // closed since
+                continue;
+            };
+            match verdict(conn.clocks(), now, timeouts) {
+                Verdict::Due(due) => {
                     earliest = Some(earliest.map_or(due, |e| e.min(due)));
                     i += 1;
                 }
-                Some(Ok(None)) | None => {
+                Verdict::Quiet => {
+                    conn.set_has_timers(false);
                     self.timed.swap_remove(i);
-                    if let Some(conn) = self.conn_mut(token) {
-                        conn.has_timers = false;
-                    }
                 }
-                Some(Err(expired)) => {
+                Verdict::Expired(expired) => {
+                    conn.set_has_timers(false);
                     self.timed.swap_remove(i);
-                    if let Some(conn) = self.conn_mut(token) {
-                        conn.has_timers = false;
-                    }
                     // It may start timers again (an idle goodbye waits under the send timeout),
                     // which puts it back at the end of the list and plans a sweep for it.
-                    self.time_out(token, expired);
+                    self.time_out(id, expired);
                 }
             }
         }
@@ -138,59 +180,99 @@ impl EventLoop {
         self.next_sweep = earliest.map(|due| (now + TICK * due).max(now + SWEEP_INTERVAL));
     }
 
-    fn time_out(&mut self, token: Token, expired: Expired) {
-        let config = &self.ctx.config;
-        let (line, send) = (TICK * config.line_timeout, TICK * config.send_timeout);
-        let mut notice = Vec::new();
-        encode_line(&mut notice, &config.idle_notice);
-        let Some(conn) = self.conn_mut(token) else {
-            return;
-        };
+    fn time_out(&mut self, id: ConnId, expired: Expired) {
+        let timeouts = self.dispatch.config.timeouts;
         match expired {
-            Expired::Line => self.close(token, CloseReason::LineTimeout(line)),
-            Expired::Send => self.close(token, CloseReason::SendTimeout(send)),
+            Expired::Line => self.close(id, CloseReason::LineTimeout(TICK * timeouts.line)),
+            Expired::Send => self.close(id, CloseReason::SendTimeout(TICK * timeouts.send)),
             Expired::Idle => {
-                conn.closing = true;
-                match conn.send(&notice) {
-                    Ok(_) if conn.finished() => self.finish(token),
-                    // The notice waits for the client to read it (under the send timeout).
-                    Ok(_) => self.track_timers(token),
-                    Err(e) => self.close(token, CloseReason::Failed(e)),
-                }
+                let notice = self.dispatch.config.idle_notice.clone();
+                self.say_goodbye(id, &notice);
             }
         }
     }
 }
 
-/// Whether a connection's timeouts still run (`Ok(Some(ticks))`: the first runs out in that
-/// many ticks), have all stopped (`Ok(None)`), or one has run out.
-fn timer_verdict(conn: &Conn, now: Ticks, config: &Config) -> Result<Option<Ticks>, Expired> {
-    if conn.lingering {
-        return Ok(None);
-    }
-    let idle_on = config.idle_timeout > 0 && !conn.closing && !conn.lookup_in_flight;
-    let running = [
-        (config.line_timeout, conn.line_started, Expired::Line),
-        (config.send_timeout, conn.output_stalled, Expired::Send),
-        (
-            config.idle_timeout,
-            if idle_on { conn.last_message } else { NEVER },
-            Expired::Idle,
-        ),
-    ];
-    let mut earliest = None;
-    for (timeout, since, expired) in running {
-        if timeout == 0 || since == NEVER {
-            continue;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUTS: Timeouts = Timeouts {
+        line: 200,
+        send: 300,
+        idle: 500,
+    };
+
+    fn clocks(line: Ticks, send: Ticks, idle: Ticks) -> Clocks {
+        Clocks {
+            line_started: line,
+            output_stalled: send,
+            idle_since: idle,
         }
-        // `since` was read off the clock at up to a tick after the moment it stands for, so a
-        // timeout runs out only once more than `timeout` whole ticks have passed: never early.
-        let age = now.wrapping_sub(since);
-        if age > timeout {
-            return Err(expired);
-        }
-        let due = timeout + 1 - age;
-        earliest = Some(earliest.map_or(due, |e: Ticks| e.min(due)));
     }
-    Ok(earliest)
+
+    #[test]
+    fn nothing_runs_without_a_clock_or_a_timeout() {
+        assert_eq!(
+            verdict(Clocks::STOPPED, 1_000_000, TIMEOUTS),
+            Verdict::Quiet
+        );
+        let off = Timeouts::default();
+        assert_eq!(verdict(clocks(0, 0, 0), 1_000_000, off), Verdict::Quiet);
+    }
+
+    #[test]
+    fn a_timeout_never_fires_early() {
+        // Started at tick 100 (a reading that may stand for any moment in that tick): 200
+        // ticks later may still be short of 200 ticks, so it has not run out.
+        let line = clocks(100, NEVER, NEVER);
+        assert_eq!(verdict(line, 100, TIMEOUTS), Verdict::Due(201));
+        assert_eq!(verdict(line, 299, TIMEOUTS), Verdict::Due(2));
+        assert_eq!(verdict(line, 300, TIMEOUTS), Verdict::Due(1));
+        assert_eq!(
+            verdict(line, 301, TIMEOUTS),
+            Verdict::Expired(Expired::Line)
+        );
+    }
+
+    #[test]
+    fn the_first_to_run_out_decides() {
+        let all = clocks(100, 50, 0);
+        // Line at 301, send at 351, idle at 501: the line is first.
+        assert_eq!(verdict(all, 250, TIMEOUTS), Verdict::Due(51));
+        assert_eq!(verdict(all, 301, TIMEOUTS), Verdict::Expired(Expired::Line));
+        let send_and_idle = clocks(NEVER, 50, 0);
+        assert_eq!(
+            verdict(send_and_idle, 351, TIMEOUTS),
+            Verdict::Expired(Expired::Send)
+        );
+        let idle = clocks(NEVER, NEVER, 0);
+        assert_eq!(verdict(idle, 500, TIMEOUTS), Verdict::Due(1));
+        assert_eq!(
+            verdict(idle, 501, TIMEOUTS),
+            Verdict::Expired(Expired::Idle)
+        );
+    }
+
+    #[test]
+    fn ages_are_right_across_the_clocks_wrap() {
+        let started = NEVER - 10;
+        let line = clocks(started, NEVER, NEVER);
+        assert_eq!(verdict(line, 100, TIMEOUTS), Verdict::Due(90));
+        assert_eq!(
+            verdict(line, 191, TIMEOUTS),
+            Verdict::Expired(Expired::Line)
+        );
+    }
+
+    #[test]
+    fn durations_become_ticks_rounded_up() {
+        assert_eq!(ticks_of(Duration::ZERO), 0);
+        assert_eq!(ticks_of(Duration::from_millis(1)), 1);
+        assert_eq!(ticks_of(Duration::from_millis(10)), 1);
+        assert_eq!(ticks_of(Duration::from_secs(30)), 3000);
+        assert_eq!(ticks_of(MAX_TIMEOUT), 864_000_000);
+        let t0 = Instant::now();
+        assert_eq!(ticks_since(t0, t0 + Duration::from_millis(1999)), 199);
+    }
 }

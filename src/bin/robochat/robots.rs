@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use robochat::robot::FallbackChain;
-use robochat::{EchoRobot, EmbeddedRobot, Robot};
+use robochat::{EchoRobot, EmbeddedRobot, Robot, RobotError};
 
 use crate::args::Failure;
 
@@ -38,6 +38,34 @@ impl Default for RobotSettings {
             system_prompt: None,
             history: 8,
         }
+    }
+}
+
+/// A robot that holds back every answer of `inner` by `delay` (`--robot-delay`): a stand-in
+/// for a slow web robot in load tests. It blocks, so it runs on the workers.
+pub struct Delayed<R> {
+    inner: R,
+    delay: Duration,
+}
+
+impl<R: Robot> Delayed<R> {
+    pub fn new(inner: R, delay: Duration) -> Self {
+        Delayed { inner, delay }
+    }
+}
+
+impl<R: Robot> Robot for Delayed<R> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn reply(&self, user: &str, text: &str) -> Result<String, RobotError> {
+        std::thread::sleep(self.delay);
+        self.inner.reply(user, text)
+    }
+
+    fn inner_calls(&self) -> Vec<(String, u64, u64)> {
+        self.inner.inner_calls()
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use robochat::limits::raise_open_file_limit;
@@ -10,7 +11,7 @@ use robochat::signals::TerminationSignals;
 use robochat::{BuildError, Framing, Server};
 
 use crate::args::{print_text, seconds, value, Failure};
-use crate::robots::{self, BaseUrl, RobotSettings};
+use crate::robots::{self, BaseUrl, Delayed, RobotSettings};
 
 pub const HELP: &str = "\
 Run the chat-robot server.
@@ -249,13 +250,21 @@ pub fn main(parser: lexopt::Parser) -> Result<(), Failure> {
             ))
         })?
         .collect();
-    let robot = robots::build(&o.robot, &o.robot_settings)?;
+    let mut robot = robots::build(&o.robot, &o.robot_settings)?;
+    if o.robot_delay_ms > 0 {
+        if o.workers == 0 {
+            return Err(Failure::Usage(
+                "--robot-delay needs at least one worker (--workers): a delayed robot blocks"
+                    .into(),
+            ));
+        }
+        robot = Arc::new(Delayed::new(robot, Duration::from_millis(o.robot_delay_ms)));
+    }
     let mut builder = Server::builder()
         .listen(&listen[..])
         .shared_robot(robot)
         .workers(o.workers)
         .queue(o.queue)
-        .robot_delay(Duration::from_millis(o.robot_delay_ms))
         .max_connections(o.max_connections)
         .max_line(o.max_line)
         .max_reply(o.max_reply)

@@ -32,14 +32,6 @@ fn is_word_glue(c: char) -> bool {
     c.is_alphanumeric() && !is_cjk(c)
 }
 
-/// FNV-1a, 64-bit: a fixed hash for picking among alternative replies, so that the same text
-/// always gets the same reply (std's `DefaultHasher` is not guaranteed stable across releases).
-pub(super) fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 /// The user's text lower-cased, with curly apostrophes made straight and runs of white space
 /// collapsed into one space, remembering where each part came from in the original.
 pub(super) struct Normalized {
@@ -397,13 +389,6 @@ mod tests {
             "what _ this _"
         );
         assert_eq!(kw("?").replace_all("1+2??", ""), "1+2");
-    }
-
-    #[test]
-    fn fnv1a_is_stable() {
-        assert_eq!(fnv1a(""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a("a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv1a("hello"), fnv1a("hello"));
     }
 
     fn reflections() -> Reflections {

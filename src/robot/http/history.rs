@@ -9,6 +9,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
+use crate::text::cut_to_chars;
+
 /// The most characters kept of a user's text or of a reply, per turn.
 pub(crate) const MAX_TURN_CHARS: usize = 2000;
 
@@ -101,8 +103,8 @@ impl History {
             return;
         }
         let turn = Turn {
-            user: truncate(text, MAX_TURN_CHARS),
-            reply: truncate(reply, MAX_TURN_CHARS),
+            user: cut_to_chars(text, MAX_TURN_CHARS).to_owned(),
+            reply: cut_to_chars(reply, MAX_TURN_CHARS).to_owned(),
         };
         let mut inner = self.lock();
         if !inner.users.contains_key(user) {
@@ -139,14 +141,6 @@ impl History {
     #[cfg(test)]
     pub fn users(&self) -> usize {
         self.lock().users.len()
-    }
-}
-
-/// At most `max` characters of `text`, cut at a character boundary.
-fn truncate(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((at, _)) => text[..at].to_owned(),
-        None => text.to_owned(),
     }
 }
 

@@ -472,13 +472,7 @@ fn user_id(user: &str) -> String {
     if !id.is_empty() {
         return id;
     }
-    // FNV-1a, 64 bits: stable across runs and versions, unlike `DefaultHasher`.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in user.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("u{hash:016x}")
+    format!("u{:016x}", crate::text::fnv1a(user))
 }
 
 /// Percent-encodes `text` for a URL query: everything but the unreserved characters

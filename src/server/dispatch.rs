@@ -1,0 +1,214 @@
+//! What happens to the bytes a connection receives: framed into messages, each answered (by
+//! the robot on this thread when it never blocks and there are no workers, by a job on the
+//! worker pool, or by an `ERR` line), and the reply lines queued and written, in order.
+//!
+//! A connection has at most one lookup in flight; what arrives meanwhile waits in its input, and
+//! while it waits, or while its output is full, it is read at most one buffer ahead. Nothing
+//! here blocks, accepts, closes or keeps time: that is the event loop's.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::builder::Config;
+use super::conn::{Conn, Lifecycle};
+use super::conn_id::ConnId;
+use super::metrics::Metrics;
+use super::pool::{PoolLink, SubmitError};
+use super::timers::Ticks;
+use crate::protocol::{Frame, FrameError, ERROR_PREFIX};
+use crate::robot::{call_robot, RobotError};
+use crate::text::cut_to_chars;
+
+/// Reads one connection may take per loop turn before others get theirs.
+const READS_PER_TURN: usize = 16;
+/// Bad lines in a row (no message between them) after which a connection is closed.
+pub(super) const BAD_LINES_IN_A_ROW: u8 = 16;
+
+/// What answering needs besides the connection itself, kept apart from the connection table so
+/// that both can be borrowed at once.
+pub(super) struct Dispatcher {
+    /// Which loop this is, for log lines.
+    pub loop_index: usize,
+    pub config: Config,
+    /// The way to the workers; `None` when the robot answers on this thread (`workers(0)`).
+    pub pool: Option<PoolLink>,
+    /// Lookups this loop has on the pool and still awaits.
+    pub lookups_in_flight: usize,
+    /// Shutting down: answer nothing new, only deliver lookups already in flight.
+    pub draining: bool,
+    /// The clock of the timeouts, read once per loop turn.
+    pub now: Ticks,
+    /// The counters of the whole server.
+    pub metrics: Arc<Metrics>,
+}
+
+/// What is left for a connection after its turn.
+pub(super) enum Turn {
+    /// Nothing until its socket or the robot has news.
+    Done,
+    /// It used its read budget with bytes still waiting: give it another turn soon.
+    MoreToRead,
+}
+
+impl Dispatcher {
+    /// Does everything a connection allows now: answers the messages waiting in its input,
+    /// reads and answers more, and writes its replies.
+    pub fn serve(&mut self, conn: &mut Conn, id: ConnId, scratch: &mut [u8]) -> io::Result<Turn> {
+        let mut reads = 0;
+        loop {
+            self.answer_waiting(conn, id);
+            if conn.output_full() {
+                self.flush(conn)?;
+                if conn.output_full() {
+                    // The client is not reading; WRITABLE will bring us back.
+                    return Ok(Turn::Done);
+                }
+                continue;
+            }
+            if self.draining || !conn.wants_read() {
+                break;
+            }
+            if reads == READS_PER_TURN {
+                self.flush(conn)?;
+                return Ok(Turn::MoreToRead);
+            }
+            reads += 1;
+            let Some(n) = conn.read(scratch)? else {
+                continue; // nothing more now, or the client closed its side
+            };
+            Metrics::add(&self.metrics.bytes_in, n);
+            let bytes = &scratch[..n];
+            if conn.state() == Lifecycle::AwaitingProxyHeader {
+                conn.take_proxy_header(bytes)?;
+            } else if conn.input().is_empty() {
+                // Framed straight from the scratch buffer: only what cannot be answered yet
+                // is copied into the connection.
+                let used = self.frame_and_answer(conn, id, bytes);
+                conn.append_input(&bytes[used..]);
+            } else {
+                conn.append_input(bytes);
+            }
+        }
+        self.flush(conn)?;
+        Ok(Turn::Done)
+    }
+
+    /// Writes what the connection has queued, counting the bytes.
+    pub fn flush(&self, conn: &mut Conn) -> io::Result<()> {
+        Metrics::add(&self.metrics.bytes_out, conn.flush()?);
+        Ok(())
+    }
+
+    /// Delivers the robot's answer to the lookup the connection had in flight.
+    pub fn deliver(&mut self, conn: &mut Conn, result: Result<String, RobotError>) {
+        conn.lookup_ended(self.now);
+        self.lookups_in_flight -= 1;
+        if conn.state() == Lifecycle::Open {
+            self.queue_answer(conn, result);
+        }
+    }
+
+    /// Answers what waits in the connection's input, as far as its state allows.
+    fn answer_waiting(&mut self, conn: &mut Conn, id: ConnId) {
+        if self.draining || conn.state() != Lifecycle::Open {
+            return;
+        }
+        let input = conn.take_input();
+        let used = self.frame_and_answer(conn, id, &input);
+        conn.keep_input(input, used);
+    }
+
+    /// Takes frames from the front of `pending` and answers them until the connection is
+    /// blocked, closing, or needs more bytes. Returns how many bytes were used.
+    fn frame_and_answer(&mut self, conn: &mut Conn, id: ConnId, pending: &[u8]) -> usize {
+        let mut used = 0;
+        while !conn.blocked() && conn.state() == Lifecycle::Open {
+            let decoded = conn.next_frame(&pending[used..]);
+            if decoded.needs_more() {
+                break;
+            }
+            used += decoded.consumed;
+            if let Some(frame) = decoded.frame {
+                self.answer(conn, id, frame);
+            }
+        }
+        used
+    }
+
+    fn answer(&mut self, conn: &mut Conn, id: ConnId, frame: Frame<'_>) {
+        conn.frame_came(
+            self.now,
+            matches!(frame, Frame::Message { .. } | Frame::Exit),
+        );
+        match frame {
+            Frame::Message { user, text } => self.ask_robot(conn, id, user, text),
+            Frame::Exit => {
+                conn.queue_line(&self.config.goodbye);
+                conn.close_after_output();
+            }
+            Frame::Blank => {}
+            Frame::Invalid(error) => self.answer_bad_line(conn, error),
+        }
+    }
+
+    /// Answers on this thread when there are no workers, or hands the message to the pool.
+    fn ask_robot(&mut self, conn: &mut Conn, id: ConnId, user: &str, text: &str) {
+        Metrics::add(&self.metrics.messages, 1);
+        let Some(link) = &self.pool else {
+            let started = Instant::now();
+            let result = call_robot(&*self.config.robot, user, text);
+            self.metrics.robot.record(result.is_ok(), started.elapsed());
+            self.queue_answer(conn, result);
+            return;
+        };
+        match link.submit(id.ticket(), user, text) {
+            Ok(()) => {
+                conn.lookup_started();
+                self.lookups_in_flight += 1;
+            }
+            Err(SubmitError::Full) => {
+                Metrics::add(&self.metrics.replies_busy, 1);
+                conn.queue_error(&"the robot is busy; please try again in a moment");
+            }
+            Err(SubmitError::Closed) => self.queue_answer(
+                conn,
+                Err(RobotError::Unavailable("its workers have stopped".into())),
+            ),
+        }
+    }
+
+    /// An `ERR` line for a bad line; after [`BAD_LINES_IN_A_ROW`] of them, the last one.
+    fn answer_bad_line(&mut self, conn: &mut Conn, error: FrameError) {
+        Metrics::add(&self.metrics.replies_error, 1);
+        if conn.bad_line_came() < BAD_LINES_IN_A_ROW {
+            conn.queue_error(&error);
+            return;
+        }
+        // Answering garbage without end would only fill the kernel's buffers with error lines
+        // (25 times the bytes for a 2-byte bad line): as Redis does with a protocol error, say
+        // so once and close.
+        conn.queue_error(&format_args!(
+            "{error}. That is {BAD_LINES_IN_A_ROW} bad lines in a row; closing the connection."
+        ));
+        conn.close_after_output();
+        log::info!(
+            "closing {}: {BAD_LINES_IN_A_ROW} bad lines in a row",
+            conn.peer_name(self.loop_index)
+        );
+    }
+
+    /// Queues the robot's answer (or why there is none) as one line of at most `max_reply`
+    /// characters, so that no robot, and no error message from a web API, can send a huge line.
+    fn queue_answer(&self, conn: &mut Conn, result: Result<String, RobotError>) {
+        let (line, counter) = match result {
+            Ok(reply) => (reply, &self.metrics.replies_ok),
+            Err(error) => (
+                format!("{ERROR_PREFIX}{error}"),
+                &self.metrics.replies_error,
+            ),
+        };
+        Metrics::add(counter, 1);
+        conn.queue_line(cut_to_chars(&line, self.config.max_reply));
+    }
+}
