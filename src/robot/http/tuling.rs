@@ -21,20 +21,44 @@ const LIST_ITEMS: usize = 3;
 /// Where the key comes from, for the message when Tuling rejects it.
 const KEY_HINT: &str = "check ROBOCHAT_TULING_KEY";
 
-/// The Tuling v1 robot: `GET {base}/openapi/api?key=..&info=..&userid=..`.
-pub struct TulingRobot {
+/// What both Tuling robots hold: the HTTP client, the endpoint's URL and the key.
+struct Endpoint {
     client: Client,
     url: String,
     key: String,
 }
 
-impl fmt::Debug for TulingRobot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TulingRobot")
+impl Endpoint {
+    fn new(
+        robot: &'static str,
+        base_url: &str,
+        path: &str,
+        key: String,
+        options: HttpOptions,
+    ) -> Self {
+        Endpoint {
+            client: Client::new(robot, base_url, options),
+            url: join_url(base_url, path),
+            key,
+        }
+    }
+
+    /// The robot's `Debug`, with the key hidden.
+    fn debug(&self, f: &mut fmt::Formatter<'_>, robot: &str) -> fmt::Result {
+        f.debug_struct(robot)
             .field("url", &self.client.shown_url())
             .field("key", &"<hidden>")
             .field("client", &self.client)
             .finish()
+    }
+}
+
+/// The Tuling v1 robot: `GET {base}/openapi/api?key=..&info=..&userid=..`.
+pub struct TulingRobot(Endpoint);
+
+impl fmt::Debug for TulingRobot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.debug(f, "TulingRobot")
     }
 }
 
@@ -44,11 +68,13 @@ impl TulingRobot {
     ///
     /// [`DEFAULT_TULING_URL`]: super::DEFAULT_TULING_URL
     pub fn new(base_url: &str, key: String, options: HttpOptions) -> Self {
-        TulingRobot {
-            client: Client::new("tuling", base_url, options),
-            url: join_url(base_url, "/openapi/api"),
+        TulingRobot(Endpoint::new(
+            "tuling",
+            base_url,
+            "/openapi/api",
             key,
-        }
+            options,
+        ))
     }
 
     /// The reply (or error) for a v1 answer.
@@ -58,18 +84,19 @@ impl TulingRobot {
             let detail = value
                 .as_ref()
                 .and_then(|v| json_str(v, "text"))
-                .map(|text| scrub(text, Some(&self.key)));
+                .map(|text| scrub(text, Some(&self.0.key)));
             return Err(self
+                .0
                 .client
                 .status_error(exchange, "/openapi/api", detail.as_deref()));
         }
-        let value = value.ok_or_else(|| self.client.malformed())?;
+        let value = value.ok_or_else(|| self.0.client.malformed())?;
         let Some(code) = json_int(&value, "code") else {
-            return Err(self.client.malformed());
+            return Err(self.0.client.malformed());
         };
         let text = json_str(&value, "text").unwrap_or("");
         if code < 100_000 {
-            let said = scrub(text, Some(&self.key));
+            let said = scrub(text, Some(&self.0.key));
             return Err(RobotError::Failed(match code {
                 40001 => format!("tuling: the API key was rejected (40001); {KEY_HINT}"),
                 40002 => "tuling: the message text was empty (40002)".to_owned(),
@@ -116,14 +143,15 @@ impl Robot for TulingRobot {
         // `%` in the text cannot inject parameters or be misread.
         let url = format!(
             "{}?key={}&info={}&userid={}",
-            self.url,
-            encode_query(&self.key),
+            self.0.url,
+            encode_query(&self.0.key),
             encode_query(text),
             encode_query(&user_id(user)),
         );
         let exchange = self
+            .0
             .client
-            .exchange(|limits| limits.apply(self.client.agent().get(&url)).call())?;
+            .exchange(|limits| limits.apply(self.0.client.agent().get(&url)).call())?;
         self.answer(&exchange)
     }
 
@@ -156,19 +184,11 @@ fn render_list(list: &[Value]) -> String {
 }
 
 /// The Tuling v2 robot: `POST {base}/openapi/api/v2` with a JSON body.
-pub struct Tuling2Robot {
-    client: Client,
-    url: String,
-    key: String,
-}
+pub struct Tuling2Robot(Endpoint);
 
 impl fmt::Debug for Tuling2Robot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tuling2Robot")
-            .field("url", &self.client.shown_url())
-            .field("key", &"<hidden>")
-            .field("client", &self.client)
-            .finish()
+        self.0.debug(f, "Tuling2Robot")
     }
 }
 
@@ -178,11 +198,13 @@ impl Tuling2Robot {
     ///
     /// [`DEFAULT_TULING2_URL`]: super::DEFAULT_TULING2_URL
     pub fn new(base_url: &str, key: String, options: HttpOptions) -> Self {
-        Tuling2Robot {
-            client: Client::new("tuling2", base_url, options),
-            url: join_url(base_url, "/openapi/api/v2"),
+        Tuling2Robot(Endpoint::new(
+            "tuling2",
+            base_url,
+            "/openapi/api/v2",
             key,
-        }
+            options,
+        ))
     }
 
     /// The reply (or error) for a v2 answer.
@@ -191,19 +213,20 @@ impl Tuling2Robot {
         let said = value
             .as_ref()
             .map(|v| results(v, false))
-            .map(|text| scrub(&text, Some(&self.key)))
+            .map(|text| scrub(&text, Some(&self.0.key)))
             .filter(|text| !text.is_empty());
         if !(200..300).contains(&exchange.status) {
             return Err(self
+                .0
                 .client
                 .status_error(exchange, "/openapi/api/v2", said.as_deref()));
         }
-        let value = value.ok_or_else(|| self.client.malformed())?;
+        let value = value.ok_or_else(|| self.0.client.malformed())?;
         let Some(code) = value
             .get("intent")
             .and_then(|intent| json_int(intent, "code"))
         else {
-            return Err(self.client.malformed());
+            return Err(self.0.client.malformed());
         };
         if code < 10_000 {
             let message = match code {
@@ -281,12 +304,12 @@ impl Robot for Tuling2Robot {
         let body = json!({
             "reqType": 0,
             "perception": { "inputText": { "text": text } },
-            "userInfo": { "apiKey": self.key, "userId": user_id(user) },
+            "userInfo": { "apiKey": self.0.key, "userId": user_id(user) },
         })
         .to_string();
-        let exchange = self.client.exchange(|limits| {
+        let exchange = self.0.client.exchange(|limits| {
             limits
-                .apply(self.client.agent().post(&self.url))
+                .apply(self.0.client.agent().post(&self.0.url))
                 .content_type("application/json")
                 .send(body.as_bytes())
         })?;
