@@ -13,7 +13,9 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 
 use mio::net::TcpStream;
+use slab::Slab;
 
+use super::conn_id::ConnId;
 use super::timers::{Clocks, Ticks, Timeouts, NEVER};
 use crate::protocol::{encode_error, encode_line, Decoded, Framer};
 use crate::proxy_protocol::{self, ProxyHeader, ProxyParse};
@@ -531,6 +533,13 @@ impl Conn {
             self.busy = None;
         }
     }
+}
+
+/// The connection `id` names in `conns`, if it is still open there.
+pub(super) fn find(conns: &mut Slab<Conn>, id: ConnId) -> Option<&mut Conn> {
+    conns
+        .get_mut(id.key)
+        .filter(|c| c.generation == id.generation)
 }
 
 /// Writes until the socket would block or everything is written; returns how much was written.

@@ -18,7 +18,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::builder::Config;
-use super::conn::{Conn, Discarded, Lifecycle};
+use super::conn::{find, Conn, Discarded, Lifecycle};
 use super::conn_id::{ConnId, LISTENER, WAKER};
 use super::dispatch::{Dispatcher, Turn};
 use super::metrics::Metrics;
@@ -284,13 +284,6 @@ impl EventLoop {
         id.named_by(token).then_some(id)
     }
 
-    /// The connection `id` names, if it is still open.
-    fn conn(&mut self, id: ConnId) -> Option<&mut Conn> {
-        self.conns
-            .get_mut(id.key)
-            .filter(|c| c.generation() == id.generation)
-    }
-
     // ----- accepting -----
 
     fn accept(&mut self) {
@@ -398,11 +391,7 @@ impl EventLoop {
     /// Does everything a connection allows now (see [`Dispatcher::serve`]); closes it when it
     /// is finished or its socket fails.
     fn serve(&mut self, id: ConnId) {
-        let Some(conn) = self
-            .conns
-            .get_mut(id.key)
-            .filter(|c| c.generation() == id.generation)
-        else {
+        let Some(conn) = find(&mut self.conns, id) else {
             return;
         };
         if conn.state() == Lifecycle::Lingering {
@@ -435,11 +424,7 @@ impl EventLoop {
         let mut answered = Vec::with_capacity(completions.len());
         for completion in completions {
             let id = ConnId::from_ticket(completion.ticket);
-            let Some(conn) = self
-                .conns
-                .get_mut(id.key)
-                .filter(|c| c.generation() == id.generation && c.lookup_in_flight())
-            else {
+            let Some(conn) = find(&mut self.conns, id).filter(|c| c.lookup_in_flight()) else {
                 // The connection closed while its lookup was in flight: the answer has nobody
                 // to go to, and must not go to whoever holds the slot now.
                 continue;
@@ -454,7 +439,7 @@ impl EventLoop {
 
     /// Says `notice` as the last line and closes once it is written (idle, shutdown).
     pub(super) fn say_goodbye(&mut self, id: ConnId, notice: &str) {
-        let Some(conn) = self.conn(id) else {
+        let Some(conn) = find(&mut self.conns, id) else {
             return;
         };
         conn.close_after_output();
@@ -476,7 +461,7 @@ impl EventLoop {
     /// delivered. So we send FIN instead and discard input until the client closes too, for at
     /// most [`LINGER_TIMEOUT`], as nginx's lingering close does.
     fn finish(&mut self, id: ConnId) {
-        let Some(conn) = self.conn(id) else {
+        let Some(conn) = find(&mut self.conns, id) else {
             return;
         };
         if conn.peer_closed() {
@@ -504,16 +489,13 @@ impl EventLoop {
     }
 
     pub(super) fn close(&mut self, id: ConnId, why: CloseReason) {
-        let Some(conn) = self
-            .conns
-            .get(id.key)
-            .filter(|c| c.generation() == id.generation)
-        else {
+        let index = self.index;
+        let Some(conn) = find(&mut self.conns, id) else {
             return;
         };
         let level = why.log_level();
         if log::log_enabled!(level) {
-            log::log!(level, "closed {}: {why}", conn.peer_name(self.index));
+            log::log!(level, "closed {}: {why}", conn.peer_name(index));
         }
         // Dropping the socket closes it, which also removes it from the poll.
         let conn = self.conns.remove(id.key);

@@ -10,6 +10,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::conn::find;
 use super::conn_id::ConnId;
 use super::event_loop::{CloseReason, EventLoop};
 
@@ -120,11 +121,7 @@ impl EventLoop {
     pub(super) fn track_timers(&mut self, id: ConnId) {
         let now = self.dispatch.now;
         let timeouts = self.dispatch.config.timeouts;
-        let Some(conn) = self
-            .conns
-            .get_mut(id.key)
-            .filter(|c| c.generation() == id.generation)
-        else {
+        let Some(conn) = find(&mut self.conns, id) else {
             return;
         };
         conn.update_clocks(now, timeouts);
@@ -150,11 +147,7 @@ impl EventLoop {
         let mut i = 0;
         while i < self.timed.len() {
             let id = self.timed[i];
-            let Some(conn) = self
-                .conns
-                .get_mut(id.key)
-                .filter(|c| c.generation() == id.generation)
-            else {
+            let Some(conn) = find(&mut self.conns, id) else {
                 self.timed.swap_remove(i); // closed since
                 continue;
             };

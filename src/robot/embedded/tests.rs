@@ -3,7 +3,7 @@
 use super::*;
 
 /// Thursday 2026-11-26 09:05:07.
-const NOW: LocalTime = LocalTime {
+pub(super) const NOW: LocalTime = LocalTime {
     year: 2026,
     month: 11,
     day: 26,

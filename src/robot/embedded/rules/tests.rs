@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::clock::LocalTime;
+use crate::robot::embedded::tests::NOW;
 
 /// The built-in sections, minimal, to append to rules under test.
 const BUILT_IN_SECTIONS: &str = "
@@ -83,15 +84,7 @@ fn rules_keep_file_order_and_header_comments() {
 
 #[test]
 fn templates_fill_placeholders() {
-    let now = LocalTime {
-        year: 2026,
-        month: 11,
-        day: 26,
-        hour: 9,
-        minute: 5,
-        second: 7,
-        weekday: 4,
-    };
+    let now = NOW;
     let t = Template::parse("{name}/{user} {date} {time} {weekday} {year}年{month}月{day}日 {hour}:{minute}:{second} {text} {{x}}", |_| true)
         .expect("valid");
     assert_eq!(
