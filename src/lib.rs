@@ -40,20 +40,25 @@
 //!
 //! # Layout
 //!
+//! `ARCHITECTURE.md` at the top of the repository is the full map; in short:
+//!
 //! - [`protocol`]: the framer (bytes → messages, with the line limit and the tutorial-client
-//!   rule) and reply encoding. Pure: no I/O.
+//!   rule, driven by [`Framer::next`](protocol::Framer::next)), message and reply encoding,
+//!   username checks. Pure: no I/O.
 //! - [`proxy_protocol`]: the PROXY protocol header parser, for servers behind a load balancer.
 //!   Pure too.
-//! - [`server`]: the event loop, the per-connection state, timeouts, and the builder.
-//! - [`robot`]: the [`Robot`] trait, the embedded and echo robots, fallback chains, the web
-//!   robots (feature `http`), and the worker pool.
+//! - [`server`]: [`Server`], [`ServerBuilder`], [`ServerHandle`], [`BuildError`]. Inside (not
+//!   public): the event loop, the dispatch of a connection's messages, the connection state,
+//!   its id, timeouts, the worker pool, the listening socket, and the metrics endpoint.
+//! - [`robot`]: the [`Robot`] trait, the embedded and echo robots, fallback chains, and the web
+//!   robots (feature `http`).
 //! - [`limits`], [`signals`] and [`systemd`]: process set-up for a server binary (open-file
 //!   limit, SIGINT and SIGTERM, readiness for systemd).
 //! - [`clock`]: local time, for the embedded robot and the chat client.
 //!
-//! With `--no-default-features` the library depends only on mio, slab, crossbeam-channel, log
-//! and libc. The `http` feature adds the web robots in [`robot::http`] (ureq, serde_json), and
-//! the `cli` feature the `robochat` command line.
+//! With `--no-default-features` the library depends only on mio, slab, crossbeam-channel, log,
+//! libc and socket2. The `http` feature adds the web robots in [`robot::http`] (ureq,
+//! serde_json), and the `cli` feature the `robochat` command line.
 
 pub mod clock;
 pub mod limits;
