@@ -17,7 +17,7 @@ use slab::Slab;
 
 use super::conn_id::ConnId;
 use super::timers::{Clocks, Ticks, Timeouts, NEVER};
-use crate::protocol::{encode_error, encode_line, Decoded, Framer};
+use crate::protocol::{encode_line, Decoded, Framer};
 use crate::proxy_protocol::{self, ProxyHeader, ProxyParse};
 
 /// Unsent reply bytes past which the connection stops reading (and so stops producing replies)
@@ -370,17 +370,17 @@ impl Conn {
     }
 
     pub fn has_output(&self) -> bool {
-        self.busy.as_ref().is_some_and(|b| !b.output.is_empty())
+        self.output_len() > 0
+    }
+
+    /// Reply bytes waiting to be written.
+    pub fn output_len(&self) -> usize {
+        self.busy.as_ref().map_or(0, |b| b.output.len())
     }
 
     /// Queues `text` as one reply line.
     pub fn queue_line(&mut self, text: &str) {
         encode_line(&mut self.busy.get_or_insert_with(Busy::new).output, text);
-    }
-
-    /// Queues an error line (`ERR ` and the reason).
-    pub fn queue_error(&mut self, reason: &dyn std::fmt::Display) {
-        encode_error(&mut self.busy.get_or_insert_with(Busy::new).output, reason);
     }
 
     /// Sends `bytes` after any output already queued, writing straight away when possible so
@@ -391,7 +391,7 @@ impl Conn {
                 .get_or_insert_with(Busy::new)
                 .output
                 .extend_from_slice(bytes);
-            return Ok(0);
+            return self.flush();
         }
         let written = write_some(&mut self.socket, bytes)?;
         if written < bytes.len() {

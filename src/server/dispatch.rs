@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::builder::Config;
-use super::conn::{Conn, Lifecycle};
+use super::conn::{Conn, Lifecycle, OUTPUT_LIMIT};
 use super::conn_id::ConnId;
 use super::metrics::Metrics;
 use super::pool::{PoolLink, SubmitError};
 use super::timers::Ticks;
-use crate::protocol::{Frame, FrameError, ERROR_PREFIX};
+use crate::protocol::{encode_error, encode_line, Frame, FrameError, ERROR_PREFIX};
 use crate::robot::{call_robot, RobotError};
 use crate::text::cut_to_chars;
 
@@ -41,6 +41,9 @@ pub(super) struct Dispatcher {
     pub now: Ticks,
     /// The counters of the whole server.
     pub metrics: Arc<Metrics>,
+    /// The reply lines of the connection being served, written in one go at the end of its turn:
+    /// most never need the connection's own output buffer (nor its `Busy` box).
+    pub out: Vec<u8>,
 }
 
 /// What is left for a connection after its turn.
@@ -55,11 +58,18 @@ impl Dispatcher {
     /// Does everything a connection allows now: answers the messages waiting in its input,
     /// reads and answers more, and writes its replies.
     pub fn serve(&mut self, conn: &mut Conn, id: ConnId, scratch: &mut [u8]) -> io::Result<Turn> {
+        let turn = self.take_turn(conn, id, scratch);
+        // Whatever happened, nothing of this connection's may reach the next one.
+        self.out.clear();
+        turn
+    }
+
+    fn take_turn(&mut self, conn: &mut Conn, id: ConnId, scratch: &mut [u8]) -> io::Result<Turn> {
         let mut reads = 0;
         loop {
             self.answer_waiting(conn, id);
-            if conn.output_full() {
-                self.flush(conn)?;
+            if self.output_full(conn) {
+                self.write_turn(conn)?;
                 if conn.output_full() {
                     // The client is not reading; WRITABLE will bring us back.
                     return Ok(Turn::Done);
@@ -70,7 +80,7 @@ impl Dispatcher {
                 break;
             }
             if reads == READS_PER_TURN {
-                self.flush(conn)?;
+                self.write_turn(conn)?;
                 return Ok(Turn::MoreToRead);
             }
             reads += 1;
@@ -90,8 +100,32 @@ impl Dispatcher {
                 conn.append_input(bytes);
             }
         }
-        self.flush(conn)?;
+        self.write_turn(conn)?;
         Ok(Turn::Done)
+    }
+
+    /// Writes this turn's replies after what the connection has queued; what the socket does
+    /// not take waits in the connection's output.
+    fn write_turn(&mut self, conn: &mut Conn) -> io::Result<()> {
+        let written = if self.out.is_empty() {
+            conn.flush()
+        } else {
+            let sent = conn.send(&self.out);
+            self.out.clear();
+            sent
+        };
+        Metrics::add(&self.metrics.bytes_out, written?);
+        Ok(())
+    }
+
+    /// The connection's replies, this turn's included, have filled what it may hold unsent.
+    fn output_full(&self, conn: &Conn) -> bool {
+        conn.output_len() + self.out.len() >= OUTPUT_LIMIT
+    }
+
+    /// No further message of the connection can be answered now (see [`Conn::blocked`]).
+    fn blocked(&self, conn: &Conn) -> bool {
+        conn.lookup_in_flight() || self.output_full(conn)
     }
 
     /// Writes what the connection has queued, counting the bytes.
@@ -100,12 +134,13 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Delivers the robot's answer to the lookup the connection had in flight.
+    /// Delivers the robot's answer to the lookup the connection had in flight (outside its
+    /// turn: into the connection's own output).
     pub fn deliver(&mut self, conn: &mut Conn, result: Result<String, RobotError>) {
         conn.lookup_ended(self.now);
         self.lookups_in_flight -= 1;
         if conn.state() == Lifecycle::Open {
-            self.queue_answer(conn, result);
+            conn.queue_line(&self.answer_line(result));
         }
     }
 
@@ -123,7 +158,7 @@ impl Dispatcher {
     /// blocked, closing, or needs more bytes. Returns how many bytes were used.
     fn frame_and_answer(&mut self, conn: &mut Conn, id: ConnId, pending: &[u8]) -> usize {
         let mut used = 0;
-        while !conn.blocked() && conn.state() == Lifecycle::Open {
+        while !self.blocked(conn) && conn.state() == Lifecycle::Open {
             let decoded = conn.next_frame(&pending[used..]);
             if decoded.needs_more() {
                 break;
@@ -144,7 +179,7 @@ impl Dispatcher {
         match frame {
             Frame::Message { user, text } => self.ask_robot(conn, id, user, text),
             Frame::Exit => {
-                conn.queue_line(&self.config.goodbye);
+                encode_line(&mut self.out, &self.config.goodbye);
                 conn.close_after_output();
             }
             Frame::Blank => {}
@@ -159,7 +194,8 @@ impl Dispatcher {
             let started = Instant::now();
             let result = call_robot(&*self.config.robot, user, text);
             self.metrics.robot.record(result.is_ok(), started.elapsed());
-            self.queue_answer(conn, result);
+            let line = self.answer_line(result);
+            encode_line(&mut self.out, &line);
             return;
         };
         match link.submit(id.ticket(), user, text) {
@@ -169,12 +205,17 @@ impl Dispatcher {
             }
             Err(SubmitError::Full) => {
                 Metrics::add(&self.metrics.replies_busy, 1);
-                conn.queue_error(&"the robot is busy; please try again in a moment");
+                encode_error(
+                    &mut self.out,
+                    &"the robot is busy; please try again in a moment",
+                );
             }
-            Err(SubmitError::Closed) => self.queue_answer(
-                conn,
-                Err(RobotError::Unavailable("its workers have stopped".into())),
-            ),
+            Err(SubmitError::Closed) => {
+                let line = self.answer_line(Err(RobotError::Unavailable(
+                    "its workers have stopped".into(),
+                )));
+                encode_line(&mut self.out, &line);
+            }
         }
     }
 
@@ -182,15 +223,19 @@ impl Dispatcher {
     fn answer_bad_line(&mut self, conn: &mut Conn, error: FrameError) {
         Metrics::add(&self.metrics.replies_error, 1);
         if conn.bad_line_came() < BAD_LINES_IN_A_ROW {
-            conn.queue_error(&error);
+            encode_error(&mut self.out, &error);
             return;
         }
         // Answering garbage without end would only fill the kernel's buffers with error lines
         // (25 times the bytes for a 2-byte bad line): as Redis does with a protocol error, say
         // so once and close.
-        conn.queue_error(&format_args!(
-            "{error}. That is {BAD_LINES_IN_A_ROW} bad lines in a row; closing the connection."
-        ));
+        encode_error(
+            &mut self.out,
+            &format_args!(
+                "{error}. That is {BAD_LINES_IN_A_ROW} bad lines in a row; closing the \
+                 connection."
+            ),
+        );
         conn.close_after_output();
         log::info!(
             "closing {}: {BAD_LINES_IN_A_ROW} bad lines in a row",
@@ -198,9 +243,9 @@ impl Dispatcher {
         );
     }
 
-    /// Queues the robot's answer (or why there is none) as one line of at most `max_reply`
-    /// characters, so that no robot, and no error message from a web API, can send a huge line.
-    fn queue_answer(&self, conn: &mut Conn, result: Result<String, RobotError>) {
+    /// The robot's answer (or why there is none) as one line of at most `max_reply` characters,
+    /// so that no robot, and no error message from a web API, can send a huge line. Counted.
+    fn answer_line(&self, result: Result<String, RobotError>) -> String {
         let (line, counter) = match result {
             Ok(reply) => (reply, &self.metrics.replies_ok),
             Err(error) => (
@@ -209,6 +254,9 @@ impl Dispatcher {
             ),
         };
         Metrics::add(counter, 1);
-        conn.queue_line(cut_to_chars(&line, self.config.max_reply));
+        match cut_to_chars(&line, self.config.max_reply) {
+            cut if cut.len() == line.len() => line,
+            cut => cut.to_owned(),
+        }
     }
 }

@@ -163,6 +163,7 @@ impl EventLoop {
                 draining: false,
                 now: 0,
                 metrics: Arc::clone(metrics),
+                out: Vec::new(),
             },
             greeting: greeting.into_boxed_slice(),
             refusal: refusal.into_boxed_slice(),
