@@ -1,15 +1,17 @@
-//! robochat behind a real HAProxy, configured from `deploy/haproxy.cfg`: `--proxy-protocol`
-//! backends on loopback, chats through the proxy, the real client address in the backends' logs
-//! and in HAProxy's own log, `haproxy -c` without a warning, and a backend killed while every
-//! new connection is still served, before and after the health check notices.
+//! robochat behind a real HAProxy, configured from `deploy/haproxy.cfg` and
+//! `deploy/haproxy-tls.cfg`: `--proxy-protocol` backends on loopback, chats through the proxy
+//! (plain and over TLS), the real client address in the backends' logs and in HAProxy's own log,
+//! `haproxy -c` without a warning, and a backend killed while every new connection is still
+//! served, before and after the health check notices.
 //!
-//! It needs the `haproxy` program, which `.ci/run` installs from Debian's packages, so it is not
-//! part of a plain `cargo test`: run it with `cargo test --test haproxy -- --ignored`.
+//! It needs the `haproxy` and `openssl` programs, which `.ci/run` installs from Debian's
+//! packages, and python3 (the TLS client), so it is not part of a plain `cargo test`: run it with
+//! `cargo test --test haproxy -- --ignored`.
 
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -18,11 +20,13 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{robochat_bin, Client, ServeProcess, READ_TIMEOUT};
+use common::{poll_events, robochat_bin, Client, ServeProcess, READ_TIMEOUT};
 
 const HAPROXY_MISSING: &str =
     "haproxy is not installed: `apt-get install haproxy` (or run .ci/run)";
 
+/// Where the shipped TLS configuration expects its certificate.
+const SHIPPED_CERT: &str = "/etc/haproxy/certs/robochat.pem";
 /// The shipped health checks' timing.
 const SHIPPED_CHECKS: &str = "inter 2s fall 2 rise 2";
 /// Health checks that notice a dead backend within a second.
@@ -69,8 +73,9 @@ fn free_port() -> u16 {
 }
 
 /// A shipped configuration pointed at our loopback backends instead of its example addresses:
-/// the frontend on `frontend`, `checks` as the health checks' timing, and a stats socket in `dir`
-/// through which the test asks HAProxy what it thinks of the servers.
+/// the frontend on `frontend`, `checks` as the health checks' timing, the certificate (if it
+/// uses one) in `dir`, and a stats socket in `dir` through which the test asks HAProxy what it
+/// thinks of the servers.
 fn configuration(
     shipped: &str,
     frontend: u16,
@@ -78,6 +83,7 @@ fn configuration(
     checks: &str,
     dir: &TempDir,
 ) -> String {
+    let cert = dir.join("robochat.pem");
     let mut config = String::new();
     let (mut binds, mut timings) = (0, 0);
     for line in shipped.lines() {
@@ -88,6 +94,7 @@ fn configuration(
         let line = if let Some(rest) = trimmed.strip_prefix("bind :") {
             binds += 1;
             let options = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+            let options = options.replace(SHIPPED_CERT, cert.to_str().unwrap());
             format!("    bind 127.0.0.1:{frontend}{options}")
         } else if trimmed == "maxconn 200000" {
             // The test process may hold far fewer open files than the example allows for.
@@ -311,10 +318,97 @@ fn logged_client(backend: &ServeProcess, port: u16) -> bool {
         .any(|l| l.contains(&client))
 }
 
+/// The lines of one section (`defaults`, `backend robochat`…) of a configuration.
+fn section<'a>(config: &'a str, header: &str) -> Vec<&'a str> {
+    let mut lines = config.lines().skip_while(|l| *l != header);
+    assert!(lines.next().is_some(), "no section {header:?}");
+    let mut body: Vec<&str> = lines
+        .take_while(|l| l.is_empty() || l.starts_with(' ') || l.starts_with('#'))
+        .collect();
+    while body.last() == Some(&"") {
+        body.pop();
+    }
+    body
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, made by `openssl req` in `dir`.
+/// Returns the certificate alone (what a client trusts) and the certificate with its key in
+/// one file (what HAProxy's `crt` loads).
+fn make_certificate(dir: &TempDir, name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key, both) = (
+        dir.join(&format!("{name}.crt")),
+        dir.join(&format!("{name}.key")),
+        dir.join(&format!("{name}.pem")),
+    );
+    let output = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is not installed: `apt-get install openssl` (or run .ci/run)");
+    assert!(
+        output.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let pem = std::fs::read_to_string(&cert).unwrap() + &std::fs::read_to_string(&key).unwrap();
+    std::fs::write(&both, pem).unwrap();
+    (cert, both)
+}
+
+/// Runs `tests/fixtures/tls_client.py`: a TLS connection to `port` that trusts `ca` alone,
+/// sends `line` after the greeting. Returns its output lines (its port, the TLS version, the
+/// greeting, the reply) or, if it failed, its standard error.
+fn tls_chat(port: u16, ca: &Path, line: &str) -> Result<Vec<String>, String> {
+    let output = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tls_client.py"
+        ))
+        .args(["127.0.0.1", &port.to_string()])
+        .arg(ca)
+        .args(["localhost", line])
+        .output()
+        .expect("python3 runs the TLS client");
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    let stdout = String::from_utf8(output.stdout).expect("UTF-8 output");
+    Ok(stdout.lines().map(str::to_owned).collect())
+}
+
 #[test]
-#[ignore = "needs haproxy; .ci/run installs it and runs this"]
-fn the_shipped_configuration_passes_haproxy_check_without_a_warning() {
-    assert_check_is_clean(&Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy.cfg"));
+#[ignore = "needs haproxy and openssl; .ci/run installs them and runs this"]
+fn the_shipped_configurations_pass_haproxy_check_without_a_warning() {
+    let shipped_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy.cfg");
+    assert_check_is_clean(&shipped_path);
+
+    // The TLS one as shipped, but for its certificate's path.
+    let dir = TempDir::new("haproxy-check");
+    make_certificate(&dir, "robochat");
+    let tls = shipped("haproxy-tls.cfg");
+    let tls_path = dir.join("haproxy-tls.cfg");
+    std::fs::write(
+        &tls_path,
+        tls.replace(SHIPPED_CERT, dir.join("robochat.pem").to_str().unwrap()),
+    )
+    .unwrap();
+    assert_check_is_clean(&tls_path);
+
+    // The TLS file repeats haproxy.cfg's defaults and backend: a fix to one is a fix to both.
+    let plain = shipped("haproxy.cfg");
+    for header in ["defaults", "backend robochat"] {
+        assert_eq!(
+            section(&plain, header),
+            section(&tls, header),
+            "`{header}` differs between deploy/haproxy.cfg and deploy/haproxy-tls.cfg"
+        );
+    }
 }
 
 #[test]
@@ -422,5 +516,64 @@ fn no_new_connection_fails_after_a_backend_dies_before_the_health_check_notices(
     assert!(
         redispatched > 0,
         "no connection was sent to the dead backend, so the test proved nothing: {dead:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs haproxy, openssl and python3; .ci/run installs them and runs this"]
+fn haproxy_terminates_tls_in_front_of_robochat() {
+    let dir = TempDir::new("haproxy-tls");
+    let (cert, _) = make_certificate(&dir, "robochat");
+    let chat = backend();
+    let frontend = free_port();
+    let config = configuration(
+        &shipped("haproxy-tls.cfg"),
+        frontend,
+        &[chat.addr],
+        SHIPPED_CHECKS,
+        &dir,
+    );
+    let _haproxy = HaProxy::start(&config, &dir);
+
+    // A TLS client that trusts the certificate is greeted and answered.
+    let lines = tls_chat(frontend, &cert, "alice::hello").unwrap_or_else(|e| panic!("{e}"));
+    let [port, version, greeting, reply] = &lines[..] else {
+        panic!("unexpected output from the TLS client: {lines:?}");
+    };
+    assert!(
+        version == "TLSv1.3" || version == "TLSv1.2",
+        "TLS version {version}"
+    );
+    assert_eq!(greeting, robochat::DEFAULT_GREETING);
+    assert_eq!(reply, "hello");
+    // The backend, still behind the PROXY protocol, logged the real client.
+    let port: u16 = port.parse().unwrap();
+    chat.wait_for_log(&format!("is for client 127.0.0.1:{port}"));
+
+    // The client really checks the certificate: it refuses one it was not given.
+    let (other, _) = make_certificate(&dir, "other");
+    let refused = tls_chat(frontend, &other, "alice::hello").expect_err("an untrusted server");
+    assert!(refused.contains("CERTIFICATE_VERIFY_FAILED"), "{refused}");
+
+    // A plain-TCP client on the TLS port gets nothing: no greeting while it waits, and when
+    // it speaks plain text, the connection ends without a word from robochat.
+    let mut plain = TcpStream::connect(("127.0.0.1", frontend)).unwrap();
+    plain.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    assert_eq!(
+        poll_events(&plain, libc::POLLIN, Duration::from_millis(500)),
+        0,
+        "a plain connection to the TLS port was sent something"
+    );
+    plain.write_all(b"alice::hello\n").unwrap();
+    let mut received = Vec::new();
+    match plain.read_to_end(&mut received) {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("waiting for HAProxy to close the plain connection: {e}"),
+    }
+    let received = String::from_utf8_lossy(&received);
+    assert!(
+        !received.contains(robochat::DEFAULT_GREETING) && !received.contains("hello"),
+        "a plain client got {received:?}"
     );
 }
