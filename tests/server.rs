@@ -809,3 +809,55 @@ fn max_connections_counts_the_connections_of_every_loop() {
         assert_eq!(client.ask("u", "in"), "in");
     }
 }
+
+/// A robot that never blocks but takes a while (200 µs of the CPU), and says which thread
+/// answered.
+struct Slow;
+
+impl Robot for Slow {
+    fn name(&self) -> &str {
+        "slow"
+    }
+    fn reply(&self, _user: &str, text: &str) -> Result<String, RobotError> {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_micros(200) {
+            std::hint::spin_loop();
+        }
+        let thread = std::thread::current();
+        Ok(format!("{text} by {}", thread.name().unwrap_or("?")))
+    }
+    fn never_blocks(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_robot_that_never_blocks_answers_on_the_loop_and_the_workers_take_the_rest_in_order() {
+    let server = TestServer::start(Server::builder().robot(Slow).workers(1));
+    let mut client = server.connect();
+    let burst: String = (0..40).map(|i| format!("u::m{i}\n")).collect();
+    client.send(burst);
+    let mut by_worker = 0;
+    for i in 0..40 {
+        let reply = client.line();
+        assert!(reply.starts_with(&format!("m{i} by ")), "{reply}");
+        by_worker += usize::from(reply.contains("robochat-worker"));
+    }
+    // The loop answers while it has time in a turn (50 µs of robot work); each reply past that
+    // comes from the worker, and the order holds across the two.
+    assert!(by_worker > 0, "the worker answered nothing");
+    assert!(by_worker < 40, "the loop answered nothing");
+}
+
+#[test]
+fn with_no_workers_the_loop_answers_everything() {
+    let server = TestServer::start(Server::builder().robot(Slow).workers(0));
+    let mut client = server.connect();
+    let burst: String = (0..10).map(|i| format!("u::m{i}\n")).collect();
+    client.send(burst);
+    for i in 0..10 {
+        let reply = client.line();
+        assert!(reply.starts_with(&format!("m{i} by ")), "{reply}");
+        assert!(!reply.contains("robochat-worker"), "{reply}");
+    }
+}

@@ -28,6 +28,22 @@ pub const DEFAULT_BACKLOG: u32 = 1024;
 /// for it (autotuning would let that grow to 4 MiB per connection).
 pub const DEFAULT_SEND_BUFFER: usize = 64 * 1024;
 
+/// Workers for a robot that may block, when not chosen: each waits on one call (of a web API)
+/// at a time, so this is how many calls can be in flight at once.
+pub const DEFAULT_BLOCKING_WORKERS: usize = 4;
+
+/// The workers a server gets when none are chosen. A robot that may block gets
+/// [`DEFAULT_BLOCKING_WORKERS`]. A robot that never blocks gets one per core not taken by an
+/// event loop (at least one): its loops answer what they have time for, and the workers, on the
+/// other cores, the rest.
+pub fn auto_workers(robot: &dyn Robot, loops: usize) -> usize {
+    if !robot.never_blocks() {
+        return DEFAULT_BLOCKING_WORKERS;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.saturating_sub(loops).max(1)
+}
+
 /// The greeting sent to every new connection, as in the tutorial.
 pub const DEFAULT_GREETING: &str = "你好，欢迎来到机器人聊天器！";
 
@@ -59,12 +75,15 @@ pub(crate) struct Config {
 /// Builds a [`Server`]: `Server::builder().listen(addr).robot(r).workers(4).build()`.
 ///
 /// Every setting has a default that suits a public chat server: `127.0.0.1:9999`, the embedded
-/// robot, 4 workers, a queue of 1024 jobs, 10,000 connections, 4096-byte lines, automatic framing.
+/// robot, workers as [`auto_workers`] decides, a queue of 1024 jobs, 10,000 connections,
+/// 4096-byte lines, automatic framing.
 pub struct ServerBuilder {
     listen: Vec<SocketAddr>,
     listen_error: Option<String>,
     /// The first timeout set longer than [`MAX_TIMEOUT`], reported by `build`.
     timeout_too_long: Option<&'static str>,
+    /// `None`: [`auto_workers`], decided once the robot and the loops are known.
+    workers: Option<usize>,
     config: Config,
 }
 
@@ -74,9 +93,10 @@ impl Default for ServerBuilder {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 9999))],
             listen_error: None,
             timeout_too_long: None,
+            workers: None,
             config: Config {
                 robot: Arc::new(EmbeddedRobot::new()),
-                workers: 4,
+                workers: 0,
                 queue: 1024,
                 max_connections: 10_000,
                 max_line: 4096,
@@ -130,10 +150,14 @@ impl ServerBuilder {
         self
     }
 
-    /// Worker threads calling the robot (default 4). `0` answers on the event loop thread, which
-    /// is allowed only for robots whose [`Robot::never_blocks`] is true.
+    /// Worker threads calling the robot (default: [`auto_workers`]).
+    ///
+    /// A robot that may block (a web API) is called on the workers only, each call holding one.
+    /// A robot whose [`Robot::never_blocks`] is true answers on the event loop while that takes
+    /// under 50 µs of each loop turn, and the workers take the rest of the turn's messages, so
+    /// that under load the robot's work spreads over the cores; `0` keeps all of it on the loop.
     pub fn workers(mut self, workers: usize) -> Self {
-        self.config.workers = workers;
+        self.workers = Some(workers);
         self
     }
 
@@ -266,7 +290,10 @@ impl ServerBuilder {
         if let Some(why) = self.listen_error {
             return Err(BuildError::Address(why));
         }
-        let config = self.config;
+        let mut config = self.config;
+        config.workers = self
+            .workers
+            .unwrap_or_else(|| auto_workers(&*config.robot, config.loops));
         let invalid = |setting, problem: String| Err(BuildError::Config { setting, problem });
         if let Some(setting) = self.timeout_too_long {
             return invalid(

@@ -20,7 +20,7 @@ use slab::Slab;
 use super::builder::Config;
 use super::conn::{find, Conn, Discarded, Lifecycle};
 use super::conn_id::{ConnId, LISTENER, WAKER};
-use super::dispatch::{Dispatcher, Turn};
+use super::dispatch::{Dispatcher, InlineWork, Turn};
 use super::metrics::Metrics;
 use super::timers::ticks_since;
 use super::LoopParts;
@@ -149,6 +149,7 @@ impl EventLoop {
                 config.max_connections
             ),
         );
+        let inline = InlineWork::new(config.workers, config.robot.never_blocks());
         EventLoop {
             index,
             poll: parts.poll,
@@ -164,6 +165,7 @@ impl EventLoop {
                 now: 0,
                 metrics: Arc::clone(metrics),
                 out: Vec::new(),
+                inline,
             },
             greeting: greeting.into_boxed_slice(),
             refusal: refusal.into_boxed_slice(),
@@ -252,6 +254,8 @@ impl EventLoop {
             if self.next_sweep.is_some_and(|t| Instant::now() >= t) {
                 self.sweep_timers();
             }
+            // The turn's robot jobs go to the workers together: one wake-up for many.
+            self.dispatch.hand_over();
         }
     }
 
@@ -418,10 +422,10 @@ impl EventLoop {
 
     /// Delivers the robot's answers that have come in, and serves their connections.
     fn take_completions(&mut self) {
-        let Some(pool) = &self.dispatch.pool else {
+        let Some(pool) = &mut self.dispatch.pool else {
             return;
         };
-        let completions: Vec<_> = pool.take_completions().collect();
+        let completions = pool.take_completions();
         let mut answered = Vec::with_capacity(completions.len());
         for completion in completions {
             let id = ConnId::from_ticket(completion.ticket);

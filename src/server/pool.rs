@@ -1,32 +1,48 @@
 //! The worker pool: a fixed set of threads that call the robot, so the event loop never waits.
 //!
-//! Jobs go in through a bounded channel (a full channel is the server's "robot is busy"); answers
-//! go back to the event loop that asked (a server may run several loops) through that loop's own
-//! unbounded channel, and the loop is woken through its `mio::Waker`. Wakes are merged: a worker
-//! only wakes a loop if no wake is already pending there, and the loop takes every completion
-//! there is on each wake, so a burst of answers costs one wake-up, not one per answer.
+//! A loop hands over the jobs of a whole turn at once ([`PoolLink::hand_over`]): one channel
+//! send per batch, so that a worker asleep is woken once for many messages, not once each.
+//! For a robot that never blocks, a turn's jobs go in a few batches (one per idle worker, at
+//! least [`MIN_BATCH`] jobs each), and a worker answers a batch in one go; for a robot that may
+//! block (a web API), each job is a batch of its own, so a slow call holds up nothing but its
+//! own worker. The job queue's limit counts jobs, whatever their batches: past it, messages are
+//! answered busy.
+//!
+//! Answers go back to the loop that asked (a server may run several loops) through that loop's
+//! own channel, and the loop is woken through its `mio::Waker`, only if no wake is already
+//! pending there: the loop takes every answer there is on each wake.
 //!
 //! Each loop holds a [`PoolLink`]; the workers end when the last link is dropped.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 
 use super::metrics::RobotStats;
 use crate::robot::{call_robot, Robot, RobotError};
 
+/// The fewest jobs of a robot that never blocks worth a batch (and a worker's wake-up) of
+/// their own: smaller turns go to one worker.
+const MIN_BATCH: usize = 16;
+
 /// One message for the robot.
 struct Job {
     /// The asking loop's tag for the connection, returned with the answer.
     ticket: u64,
-    /// Which loop gets the answer: an index into the pool's routes.
-    origin: usize,
     user: String,
     text: String,
+}
+
+/// Jobs handed over together, from one loop.
+struct Batch {
+    /// Which loop gets the answers: an index into the pool's routes.
+    origin: usize,
+    jobs: Vec<Job>,
 }
 
 /// The robot's answer to one job.
@@ -40,25 +56,71 @@ pub(super) struct Completion {
 /// Why a job was not taken.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum SubmitError {
-    /// Every worker is busy and the queue is full.
+    /// The queue of jobs waiting for a worker is full.
     Full,
-    /// The workers are gone (only while the pool is being dropped).
-    Closed,
+}
+
+/// The batches waiting for a worker. A worker with nothing to do sleeps on the condition
+/// variable (a futex): it neither spins nor yields, which under CPU contention (a server in a
+/// scheduling group of its own, as under systemd) burned as much CPU as the robot's work.
+struct JobQueue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+    stats: Arc<RobotStats>,
+}
+
+struct QueueState {
+    batches: VecDeque<Batch>,
+    /// Workers asleep, waiting for a batch: wake one only when there is one to wake.
+    idle: usize,
+    /// Links (loops) still able to hand over jobs; the workers end when none is left.
+    links: usize,
+}
+
+impl JobQueue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // A worker that panics holds no lock (robots run outside it): poisoning is harmless.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The next batch, waiting for one; `None` once no loop can hand over any more.
+    fn next(&self) -> Option<Batch> {
+        let mut state = self.lock();
+        loop {
+            if let Some(batch) = state.batches.pop_front() {
+                return Some(batch);
+            }
+            if state.links == 0 {
+                return None;
+            }
+            state.idle += 1;
+            state = self
+                .ready
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+            state.idle -= 1;
+        }
+    }
 }
 
 /// One event loop's way to the pool: where its jobs go in, and where their answers come back.
 pub(super) struct PoolLink {
-    jobs: Sender<Job>,
-    stats: Arc<RobotStats>,
+    queue_of_jobs: Arc<JobQueue>,
+    /// Jobs waiting for a worker, at most (all loops together).
+    queue: usize,
+    /// The robot never blocks: its jobs may share a worker's turn.
+    batch_jobs: bool,
     /// This loop's index among the pool's routes.
     origin: usize,
-    completions: Receiver<Completion>,
+    /// This turn's jobs, handed over at its end.
+    turn: Vec<Job>,
+    completions: Receiver<Vec<Completion>>,
     wake_pending: Arc<AtomicBool>,
 }
 
 /// Where a worker delivers the answers for one loop.
 struct Route {
-    done: Sender<Completion>,
+    done: Sender<Vec<Completion>>,
     waker: Arc<Waker>,
     wake_pending: Arc<AtomicBool>,
 }
@@ -72,7 +134,16 @@ pub(super) fn start(
     wakers: &[Arc<Waker>],
     stats: &Arc<RobotStats>,
 ) -> std::io::Result<Vec<PoolLink>> {
-    let (jobs, job_rx) = crossbeam_channel::bounded::<Job>(queue);
+    let jobs = Arc::new(JobQueue {
+        state: Mutex::new(QueueState {
+            batches: VecDeque::new(),
+            idle: 0,
+            links: wakers.len(),
+        }),
+        ready: Condvar::new(),
+        stats: Arc::clone(stats),
+    });
+    let batch_jobs = robot.never_blocks();
     let mut routes = Vec::with_capacity(wakers.len());
     let mut links = Vec::with_capacity(wakers.len());
     for (origin, waker) in wakers.iter().enumerate() {
@@ -84,9 +155,11 @@ pub(super) fn start(
             wake_pending: Arc::clone(&wake_pending),
         });
         links.push(PoolLink {
-            jobs: jobs.clone(),
-            stats: Arc::clone(stats),
+            queue_of_jobs: Arc::clone(&jobs),
+            queue,
+            batch_jobs,
             origin,
+            turn: Vec::new(),
             completions,
             wake_pending,
         });
@@ -95,9 +168,8 @@ pub(super) fn start(
     for index in 0..workers {
         let worker = Worker {
             robot: Arc::clone(&robot),
-            jobs: job_rx.clone(),
+            jobs: Arc::clone(&jobs),
             routes: Arc::clone(&routes),
-            stats: Arc::clone(stats),
         };
         thread::Builder::new()
             .name(format!("robochat-worker-{index}"))
@@ -107,70 +179,125 @@ pub(super) fn start(
 }
 
 impl PoolLink {
-    /// Queues a job without waiting; its answer comes back with `ticket`.
-    pub fn submit(&self, ticket: u64, user: &str, text: &str) -> Result<(), SubmitError> {
-        let job = Job {
+    /// Takes a job for this turn's hand-over; its answer comes back with `ticket`.
+    pub fn submit(&mut self, ticket: u64, user: &str, text: &str) -> Result<(), SubmitError> {
+        let waiting = self.queue_of_jobs.stats.queued.load(Ordering::Relaxed) as usize;
+        if waiting + self.turn.len() >= self.queue {
+            return Err(SubmitError::Full);
+        }
+        self.turn.push(Job {
             ticket,
-            origin: self.origin,
             user: user.to_owned(),
             text: text.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// Hands this turn's jobs to the workers: in a few batches for a robot that never blocks
+    /// (one per idle worker, each of at least [`MIN_BATCH`] jobs), one job per batch otherwise.
+    pub fn hand_over(&mut self) {
+        let count = self.turn.len();
+        if count == 0 {
+            return;
+        }
+        let queue = &*self.queue_of_jobs;
+        // Counted before the hand-over, so that a worker's decrement can never come first.
+        queue
+            .stats
+            .queued
+            .fetch_add(count as u64, Ordering::Relaxed);
+        let mut state = queue.lock();
+        let batches = if self.batch_jobs {
+            state.idle.min(count.div_ceil(MIN_BATCH)).max(1)
+        } else {
+            count
         };
-        // Counted before the send, so that a worker's decrement can never come first.
-        self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        self.jobs.try_send(job).map_err(|e| {
-            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-            match e {
-                TrySendError::Full(_) => SubmitError::Full,
-                TrySendError::Disconnected(_) => SubmitError::Closed,
-            }
-        })
+        let mut jobs = std::mem::take(&mut self.turn).into_iter();
+        for left in (1..=batches).rev() {
+            let size = jobs.len().div_ceil(left);
+            state.batches.push_back(Batch {
+                origin: self.origin,
+                jobs: jobs.by_ref().take(size).collect(),
+            });
+        }
+        let wake = state.idle.min(batches);
+        drop(state);
+        for _ in 0..wake {
+            queue.ready.notify_one();
+        }
     }
 
     /// Takes every completion that has arrived for this loop. Call it on each wake of the
     /// loop's waker.
-    pub fn take_completions(&self) -> impl Iterator<Item = Completion> + '_ {
+    pub fn take_completions(&mut self) -> Vec<Completion> {
         // Clear the flag before draining: a completion sent after this point either is drained
         // below or finds the flag clear and wakes the loop again. No answer is ever stranded.
         self.wake_pending.swap(false, Ordering::SeqCst);
-        std::iter::from_fn(move || self.completions.try_recv().ok())
+        let mut all = Vec::new();
+        for batch in self.completions.try_iter() {
+            if all.is_empty() {
+                all = batch;
+            } else {
+                all.extend(batch);
+            }
+        }
+        all
     }
 }
 
-/// What one worker thread owns. The thread ends when every link (job sender) is dropped.
+impl Drop for PoolLink {
+    fn drop(&mut self) {
+        let mut state = self.queue_of_jobs.lock();
+        state.links -= 1;
+        if state.links == 0 {
+            drop(state);
+            self.queue_of_jobs.ready.notify_all(); // the workers end
+        }
+    }
+}
+
+/// What one worker thread owns. The thread ends when every link (batch sender) is dropped.
 struct Worker {
     robot: Arc<dyn Robot>,
-    jobs: Receiver<Job>,
+    jobs: Arc<JobQueue>,
     routes: Arc<[Route]>,
-    stats: Arc<RobotStats>,
 }
 
 impl Worker {
     fn run(self) {
-        while let Ok(job) = self.jobs.recv() {
-            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-            self.stats.busy.fetch_add(1, Ordering::Relaxed);
-            let started = Instant::now();
-            let result = call_robot(&*self.robot, &job.user, &job.text);
-            self.stats.record(result.is_ok(), started.elapsed());
-            self.stats.busy.fetch_sub(1, Ordering::Relaxed);
-            let Some(route) = self.routes.get(job.origin) else {
-                log::error!("a robot job came from an unknown event loop {}", job.origin);
-                continue;
-            };
-            let completion = Completion {
-                ticket: job.ticket,
-                result,
-            };
-            if route.done.send(completion).is_err() {
-                continue; // that loop is gone (shutting down); others may still want answers
+        let stats = &self.jobs.stats;
+        while let Some(batch) = self.jobs.next() {
+            let mut done = Vec::with_capacity(batch.jobs.len());
+            for job in batch.jobs {
+                stats.queued.fetch_sub(1, Ordering::Relaxed);
+                stats.busy.fetch_add(1, Ordering::Relaxed);
+                let started = Instant::now();
+                let result = call_robot(&*self.robot, &job.user, &job.text);
+                stats.record(result.is_ok(), started.elapsed());
+                stats.busy.fetch_sub(1, Ordering::Relaxed);
+                done.push(Completion {
+                    ticket: job.ticket,
+                    result,
+                });
             }
-            if !route.wake_pending.swap(true, Ordering::SeqCst) {
-                if let Err(e) = route.waker.wake() {
-                    log::error!("worker could not wake the event loop: {e}");
-                    // Let the next completion try again rather than wait for a wake that
-                    // never comes.
-                    route.wake_pending.store(false, Ordering::SeqCst);
-                }
+            self.deliver(batch.origin, done);
+        }
+    }
+
+    /// Sends a batch's answers to the loop that asked, and wakes it unless a wake is pending.
+    fn deliver(&self, origin: usize, done: Vec<Completion>) {
+        let Some(route) = self.routes.get(origin) else {
+            log::error!("robot jobs came from an unknown event loop {origin}");
+            return;
+        };
+        if route.done.send(done).is_err() {
+            return; // that loop is gone (shutting down); others may still want answers
+        }
+        if !route.wake_pending.swap(true, Ordering::SeqCst) {
+            if let Err(e) = route.waker.wake() {
+                log::error!("worker could not wake the event loop: {e}");
+                // Let the next answers try again rather than wait for a wake that never comes.
+                route.wake_pending.store(false, Ordering::SeqCst);
             }
         }
     }
@@ -192,10 +319,11 @@ mod tests {
 
     #[test]
     fn every_job_is_answered_and_the_loop_is_woken() {
-        let (mut poll, link) = one_loop(Arc::new(EchoRobot), 3, 100);
+        let (mut poll, mut link) = one_loop(Arc::new(EchoRobot), 3, 100);
         for i in 0..50 {
             link.submit(i, "u", &format!("m{i}")).unwrap();
         }
+        link.hand_over();
         let mut answered = Vec::new();
         let mut events = Events::with_capacity(8);
         while answered.len() < 50 {
@@ -229,16 +357,43 @@ mod tests {
     }
 
     #[test]
+    fn jobs_of_a_robot_that_may_block_each_get_a_worker() {
+        // Two jobs handed over in one turn must not wait for each other on one worker.
+        let (started, started_rx) = crossbeam_channel::unbounded();
+        let (release_tx, release) = crossbeam_channel::unbounded();
+        let robot = Arc::new(Blocking { started, release });
+        let (_poll, mut link) = one_loop(robot, 2, 10);
+        link.submit(1, "u", "a").unwrap();
+        link.submit(2, "u", "b").unwrap();
+        link.hand_over();
+        for _ in 0..2 {
+            started_rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("both jobs started at once");
+        }
+        for _ in 0..2 {
+            release_tx.send(()).unwrap();
+        }
+    }
+
+    #[test]
     fn a_full_queue_refuses_jobs() {
         let (started, started_rx) = crossbeam_channel::unbounded();
         let (release_tx, release) = crossbeam_channel::unbounded();
         let robot = Arc::new(Blocking { started, release });
-        let (_poll, link) = one_loop(robot, 1, 2);
+        let (_poll, mut link) = one_loop(robot, 1, 2);
         assert!(link.submit(1, "u", "t").is_ok());
+        link.hand_over();
         started_rx.recv().unwrap(); // the one worker holds job 1; the queue is empty
         assert!(link.submit(2, "u", "t").is_ok());
         assert!(link.submit(3, "u", "t").is_ok());
         assert_eq!(link.submit(4, "u", "t"), Err(SubmitError::Full));
+        link.hand_over();
+        assert_eq!(
+            link.submit(4, "u", "t"),
+            Err(SubmitError::Full),
+            "2 still wait"
+        );
         for _ in 0..3 {
             release_tx.send(()).unwrap();
         }

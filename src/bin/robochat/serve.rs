@@ -106,7 +106,8 @@ struct Options {
     robot: String,
     robot_settings: RobotSettings,
     max_reply: usize,
-    workers: usize,
+    /// `None`: auto.
+    workers: Option<usize>,
     queue: usize,
     robot_delay_ms: u64,
     max_connections: usize,
@@ -132,7 +133,7 @@ fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
         robot: "embedded".into(),
         robot_settings: RobotSettings::default(),
         max_reply: 2000,
-        workers: 4,
+        workers: None,
         queue: 1024,
         robot_delay_ms: 0,
         max_connections: 10_000,
@@ -191,7 +192,7 @@ fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
             Long("proxy-protocol") => o.proxy_protocol = true,
             Long("loops") => o.loops = value(&mut parser, "loops")?,
             Long("metrics") => o.metrics = Some(value(&mut parser, "metrics")?),
-            Long("workers") => o.workers = value(&mut parser, "workers")?,
+            Long("workers") => o.workers = value::<Workers>(&mut parser, "workers")?.0,
             Long("queue") => o.queue = value(&mut parser, "queue")?,
             Long("robot-delay") => o.robot_delay_ms = value(&mut parser, "robot-delay")?,
             Long("max-connections") => o.max_connections = value(&mut parser, "max-connections")?,
@@ -252,7 +253,7 @@ pub fn main(parser: lexopt::Parser) -> Result<(), Failure> {
         .collect();
     let mut robot = robots::build(&o.robot, &o.robot_settings)?;
     if o.robot_delay_ms > 0 {
-        if o.workers == 0 {
+        if o.workers == Some(0) {
             return Err(Failure::Usage(
                 "--robot-delay needs at least one worker (--workers): a delayed robot blocks"
                     .into(),
@@ -263,7 +264,6 @@ pub fn main(parser: lexopt::Parser) -> Result<(), Failure> {
     let mut builder = Server::builder()
         .listen(&listen[..])
         .shared_robot(robot)
-        .workers(o.workers)
         .queue(o.queue)
         .max_connections(o.max_connections)
         .max_line(o.max_line)
@@ -278,6 +278,9 @@ pub fn main(parser: lexopt::Parser) -> Result<(), Failure> {
         .send_buffer(o.send_buffer)
         .proxy_protocol(o.proxy_protocol)
         .loops(o.loops);
+    if let Some(workers) = o.workers {
+        builder = builder.workers(workers);
+    }
     if let Some(addr) = o.metrics {
         builder = builder.metrics(addr);
     }
@@ -315,5 +318,21 @@ fn build_failure(error: BuildError) -> Failure {
             Failure::Runtime(format!("{error}; choose another with {flag}"))
         }
         _ => Failure::Runtime(error.to_string()),
+    }
+}
+
+/// `--workers`: a number, or `auto` (`None`).
+struct Workers(Option<usize>);
+
+impl std::str::FromStr for Workers {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "auto" {
+            return Ok(Workers(None));
+        }
+        s.parse()
+            .map(|n| Workers(Some(n)))
+            .map_err(|_| "expected a number of threads, or auto".to_owned())
     }
 }
