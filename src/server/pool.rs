@@ -30,6 +30,9 @@ use crate::robot::{call_robot, Robot, RobotError};
 /// their own: smaller turns go to one worker.
 const MIN_BATCH: usize = 16;
 
+/// A worker sends the answers of a batch to its loop every this many jobs (and at its end).
+const DELIVER_EVERY: usize = 16;
+
 /// One message for the robot.
 struct Job {
     /// The asking loop's tag for the connection, returned with the answer.
@@ -267,7 +270,7 @@ impl Worker {
     fn run(self) {
         let stats = &self.jobs.stats;
         while let Some(batch) = self.jobs.next() {
-            let mut done = Vec::with_capacity(batch.jobs.len());
+            let mut done = Vec::with_capacity(batch.jobs.len().min(DELIVER_EVERY));
             for job in batch.jobs {
                 stats.queued.fetch_sub(1, Ordering::Relaxed);
                 stats.busy.fetch_add(1, Ordering::Relaxed);
@@ -279,8 +282,15 @@ impl Worker {
                     ticket: job.ticket,
                     result,
                 });
+                if done.len() == DELIVER_EVERY {
+                    // A long batch sends its answers as it goes, so that the first are not
+                    // held back until the last is done.
+                    self.deliver(batch.origin, std::mem::take(&mut done));
+                }
             }
-            self.deliver(batch.origin, done);
+            if !done.is_empty() {
+                self.deliver(batch.origin, done);
+            }
         }
     }
 
