@@ -46,8 +46,13 @@ Options:
   --history N              Turns of each user's conversation the openai robot sends along
                            [default: 8]
   --max-reply CHARS        Longest reply line; longer answers are cut [default: 2000]
-  --workers N              Robot worker threads; 0 answers on the event loop thread, allowed
-                           only for robots that never block (embedded, echo) [default: 4]
+  --workers N|auto         Robot worker threads [default: auto]. A robot that may block (the
+                           web robots) runs only on them, one call per worker: auto gives 4.
+                           A robot that never blocks (embedded, echo) answers on the event
+                           loop for the first 50 µs of robot work in each loop turn, and the
+                           workers take the rest, so that under load it uses the other cores:
+                           auto gives one per core not taken by --loops (at least 1); 0 answers
+                           everything on the loop, which only such a robot allows
   --queue N                Robot jobs that may wait for a worker; past that, messages get
                            `ERR the robot is busy` [default: 1024]
   --robot-delay MS         Delay every robot reply by MS milliseconds on its worker, to stand in
