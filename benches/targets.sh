@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Measures robochat's performance targets on this machine, with `robochat bench`, over loopback
-# only. Takes about five minutes. Usage: benches/targets.sh [SECONDS-PER-RUN (default 5)]
+# only. Takes about two minutes. Usage: benches/targets.sh [SECONDS-PER-RUN (default 5)]
 #
 #   1. memory per idle connection (19,000 connections, greeted, then after one message each)
 #   2. echo and embedded robots: the default (--workers auto) against answering everything on
