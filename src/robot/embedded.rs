@@ -23,7 +23,7 @@ use self::arith::Outcome;
 use self::memory::NameMemory;
 use self::rules::{Behaviour, Lang, Replies, Rule, Rules, Values};
 use self::text::{contains_cjk, Normalized};
-use super::{Robot, RobotError};
+use super::{Conversation, Request, Robot, RobotError, RobotReport};
 use crate::clock::LocalTime;
 use crate::text::{cut_to_chars, fnv1a};
 
@@ -89,9 +89,17 @@ impl EmbeddedRobot {
         }
     }
 
-    /// Answers `text` from `user` as if the local time were `now`.
+    /// Answers `text` from `user` (in the conversation of everyone with that name) as if the
+    /// local time were `now`.
+    #[cfg(test)]
     fn reply_at(&self, user: &str, text: &str, now: &LocalTime) -> String {
-        let turn = Turn::new(self, user, text, now);
+        self.answer_at(&Request::new(user, text), now)
+    }
+
+    /// Answers `request` as if the local time were `now`.
+    fn answer_at(&self, request: &Request<'_>, now: &LocalTime) -> String {
+        let user = request.user;
+        let turn = Turn::new(self, request, now);
         if !turn.text.chars().any(char::is_alphanumeric) {
             return turn.render(&self.rules.empty);
         }
@@ -144,7 +152,7 @@ impl EmbeddedRobot {
                     let after = turn.normalized.original_offset(found.end);
                     extract_name(turn.text.get(after..)?)
                 })?;
-                self.names.remember(turn.user, &name);
+                self.names.remember(turn.conversation, &name);
                 Some(turn.render_full(&rule.replies, &name, "", ""))
             }
         }
@@ -172,7 +180,22 @@ impl Robot for EmbeddedRobot {
     }
 
     fn reply(&self, user: &str, text: &str) -> Result<String, RobotError> {
-        Ok(self.reply_at(user, text, &LocalTime::now()))
+        self.answer(&Request::new(user, text))
+    }
+
+    fn answer(&self, request: &Request<'_>) -> Result<String, RobotError> {
+        Ok(self.answer_at(request, &LocalTime::now()))
+    }
+
+    fn end_conversation(&self, conversation: &Conversation) {
+        self.names.forget(conversation);
+    }
+
+    fn report(&self) -> RobotReport {
+        RobotReport {
+            memory_bytes: self.names.bytes() as u64,
+            links: Vec::new(),
+        }
     }
 
     fn never_blocks(&self) -> bool {
@@ -184,6 +207,7 @@ impl Robot for EmbeddedRobot {
 struct Turn<'a> {
     robot: &'a EmbeddedRobot,
     user: &'a str,
+    conversation: &'a Conversation,
     /// The message, trimmed and cut to [`MAX_INPUT_CHARS`].
     text: &'a str,
     normalized: Normalized,
@@ -198,12 +222,14 @@ struct Turn<'a> {
 }
 
 impl<'a> Turn<'a> {
-    fn new(robot: &'a EmbeddedRobot, user: &'a str, text: &'a str, now: &'a LocalTime) -> Self {
-        let text = cut_to_chars(text.trim(), MAX_INPUT_CHARS).trim_end();
-        let remembered = robot.names.recall(user);
+    fn new(robot: &'a EmbeddedRobot, request: &'a Request<'a>, now: &'a LocalTime) -> Self {
+        let (user, conversation) = (request.user, &request.conversation);
+        let text = cut_to_chars(request.text.trim(), MAX_INPUT_CHARS).trim_end();
+        let remembered = robot.names.recall(conversation);
         Turn {
             robot,
             user,
+            conversation,
             text,
             normalized: Normalized::new(text),
             lang: if contains_cjk(text) {

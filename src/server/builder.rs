@@ -70,6 +70,21 @@ pub(crate) struct Config {
     pub proxy_protocol: bool,
     pub loops: usize,
     pub metrics: Option<SocketAddr>,
+    pub history_scope: HistoryScope,
+    /// How long a message may wait for the robot's answer, queue included.
+    pub robot_timeout: Option<Duration>,
+}
+
+/// Whose conversation a message belongs to, which decides who shares the robot's memory of it
+/// (a chat model's history, a remembered name): see [`Conversation`](crate::robot::Conversation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HistoryScope {
+    /// Each connection's own, forgotten when it closes: what a server for strangers needs, since
+    /// anyone can send any username (the tutorial's client sends the same one for everyone).
+    #[default]
+    Connection,
+    /// Everyone's who sends the same username: only where usernames are trusted.
+    User,
 }
 
 /// Builds a [`Server`]: `Server::builder().listen(addr).robot(r).workers(4).build()`.
@@ -120,6 +135,8 @@ impl Default for ServerBuilder {
                 proxy_protocol: false,
                 loops: 1,
                 metrics: None,
+                history_scope: HistoryScope::Connection,
+                robot_timeout: None,
             },
         }
     }
@@ -282,6 +299,24 @@ impl ServerBuilder {
     /// How long a shutdown waits for robot lookups in flight before closing (default 5 s).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.config.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Whose conversation the robot remembers a message in (default: the connection's own).
+    pub fn history_scope(mut self, scope: HistoryScope) -> Self {
+        self.config.history_scope = scope;
+        self
+    }
+
+    /// The whole time a message may take to be answered, counted from when it is queued for the
+    /// robot (default: no limit but the robot's own). A message that has waited past it is
+    /// answered with an `ERR` line without calling the robot, and a robot is told what is left
+    /// of it ([`Request::deadline`](crate::robot::Request::deadline)).
+    pub fn robot_timeout(mut self, timeout: Duration) -> Self {
+        self.config.robot_timeout = Some(timeout.min(MAX_TIMEOUT));
+        if timeout > MAX_TIMEOUT {
+            self.timeout_too_long.get_or_insert("robot_timeout");
+        }
         self
     }
 

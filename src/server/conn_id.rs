@@ -60,6 +60,13 @@ impl ConnId {
         u64::from(self.generation) << 32 | self.key as u64
     }
 
+    /// The id of this connection's conversation, for the robot's memory of it: unique among the
+    /// server's open connections, whichever loop (of at most 256) holds them.
+    pub fn conversation(self, loop_index: usize) -> u64 {
+        debug_assert!(self.key < MAX_CONNECTIONS_LIMIT && loop_index < 256);
+        u64::from(self.generation) << 32 | (self.key as u64) << 8 | loop_index as u64
+    }
+
     /// The connection a robot job's ticket names.
     pub fn from_ticket(ticket: u64) -> ConnId {
         ConnId {

@@ -11,13 +11,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::builder::Config;
+use super::builder::HistoryScope;
 use super::conn::{Conn, Lifecycle, OUTPUT_LIMIT};
 use super::conn_id::ConnId;
 use super::metrics::Metrics;
-use super::pool::{PoolLink, SubmitError};
+use super::pool::{Job, PoolLink, SubmitError};
 use super::timers::Ticks;
 use crate::protocol::{encode_error, encode_line, Frame, FrameError, ERROR_PREFIX};
-use crate::robot::{call_robot, RobotError};
+use crate::robot::RateLimit;
+use crate::robot::{call_robot, Conversation, Request, RobotError};
 use crate::text::cut_to_chars;
 
 /// Reads one connection may take per loop turn before others get theirs.
@@ -46,6 +48,8 @@ pub(super) struct Dispatcher {
     pub out: Vec<u8>,
     /// How much of the robot's work this loop does itself.
     pub inline: InlineWork,
+    /// When each kind of robot failure was last logged.
+    pub error_log: RateLimit,
 }
 
 /// How much of the robot's work a loop does itself, on its own thread.
@@ -254,9 +258,23 @@ impl Dispatcher {
     /// is handed over with the rest of the loop's turn, by [`hand_over`](Dispatcher::hand_over)).
     fn ask_robot(&mut self, conn: &mut Conn, id: ConnId, user: &str, text: &str) {
         Metrics::add(&self.metrics.messages, 1);
+        let conversation = match self.config.history_scope {
+            HistoryScope::Connection => Conversation::Connection(id.conversation(self.loop_index)),
+            HistoryScope::User => Conversation::User(user.to_owned()),
+        };
+        let deadline = self
+            .config
+            .robot_timeout
+            .map(|budget| Instant::now() + budget);
         if self.inline.has_time() {
             let started = Instant::now();
-            let result = call_robot(&*self.config.robot, user, text);
+            let request = Request {
+                user,
+                text,
+                conversation,
+                deadline,
+            };
+            let result = call_robot(&*self.config.robot, &request);
             let took = started.elapsed();
             self.inline.spend(took);
             self.metrics.robot.record(result.is_ok(), took);
@@ -267,7 +285,14 @@ impl Dispatcher {
         let Some(link) = &mut self.pool else {
             return; // no pool means everything is answered inline
         };
-        match link.submit(id.ticket(), user, text) {
+        let job = Job {
+            ticket: id.ticket(),
+            user: user.to_owned(),
+            text: text.to_owned(),
+            conversation,
+            deadline,
+        };
+        match link.submit(job) {
             Ok(()) => {
                 conn.lookup_started();
                 self.lookups_in_flight += 1;
@@ -306,15 +331,30 @@ impl Dispatcher {
         );
     }
 
+    /// Logs why the robot could not answer (the user is told only the kind of failure): each
+    /// kind of failure at most once a minute, so that a robot that keeps failing does not
+    /// drown the log, while a new kind shows at once.
+    fn log_robot_error(&self, error: &RobotError) {
+        if matches!(error, RobotError::Rejected(_)) {
+            return; // the user was told why; nothing is wrong with the robot
+        }
+        if self.error_log.should_log(error.reason()) {
+            log::warn!("{error} (each kind logged at most once a minute)");
+        }
+    }
+
     /// The robot's answer (or why there is none) as one line of at most `max_reply` characters,
     /// so that no robot, and no error message from a web API, can send a huge line. Counted.
     fn answer_line(&self, result: Result<String, RobotError>) -> String {
         let (line, counter) = match result {
             Ok(reply) => (reply, &self.metrics.replies_ok),
-            Err(error) => (
-                format!("{ERROR_PREFIX}{error}"),
-                &self.metrics.replies_error,
-            ),
+            Err(error) => {
+                self.log_robot_error(&error);
+                (
+                    format!("{ERROR_PREFIX}{}", error.for_user()),
+                    &self.metrics.replies_error,
+                )
+            }
         };
         Metrics::add(counter, 1);
         match cut_to_chars(&line, self.config.max_reply) {

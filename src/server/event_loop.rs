@@ -17,7 +17,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use super::builder::Config;
+use super::builder::{Config, HistoryScope};
 use super::conn::{find, Conn, Discarded, Lifecycle};
 use super::conn_id::{ConnId, LISTENER, WAKER};
 use super::dispatch::{Dispatcher, InlineWork, Turn};
@@ -25,6 +25,10 @@ use super::metrics::Metrics;
 use super::timers::ticks_since;
 use super::LoopParts;
 use crate::protocol::{encode_error, encode_line, Framer};
+use crate::robot::{Conversation, RateLimit};
+
+/// How often, at most, one kind of robot failure is logged.
+const ROBOT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Every read lands in one buffer of this size first; only bytes that must wait are copied to a
 /// connection.
@@ -166,6 +170,7 @@ impl EventLoop {
                 metrics: Arc::clone(metrics),
                 out: Vec::new(),
                 inline,
+                error_log: RateLimit::new(ROBOT_ERROR_LOG_INTERVAL),
             },
             greeting: greeting.into_boxed_slice(),
             refusal: refusal.into_boxed_slice(),
@@ -507,6 +512,13 @@ impl EventLoop {
         self.dispatch.metrics.open.fetch_sub(1, Ordering::Relaxed);
         if conn.lookup_in_flight() {
             self.dispatch.lookups_in_flight -= 1; // its answer will be dropped when it comes
+        }
+        let config = &self.dispatch.config;
+        if config.history_scope == HistoryScope::Connection {
+            // What the robot remembers of this conversation goes with it. (An answer still in
+            // flight may add a turn after this; the robot's memory bound takes care of that.)
+            let conversation = Conversation::Connection(id.conversation(index));
+            config.robot.end_conversation(&conversation);
         }
         // A file descriptor is free again: if accepting was paused for lack of them, retry.
         if self.accept_paused_until.is_some() {

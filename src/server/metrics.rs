@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::robot::Robot;
+use crate::robot::{LinkReport, Robot, RobotReport};
 
 /// The server's counters. Loops and workers add to them; the endpoint reads them.
 pub(super) struct Metrics {
@@ -45,13 +45,16 @@ impl Metrics {
     }
 
     /// Calls by robot: one pair of series per link of a fallback chain, or one for the robot.
-    fn robot_calls(&self) -> Vec<(String, u64)> {
-        let robot = &self.robot_ref;
-        let mut calls = robot.inner_calls();
+    fn robot_calls(&self, report: &RobotReport) -> Vec<(String, u64)> {
+        let mut calls: Vec<(String, u64, u64)> = report
+            .links
+            .iter()
+            .map(|link| (link.name.clone(), link.answered, link.failed))
+            .collect();
         if calls.is_empty() {
             let stats = &self.robot;
             calls.push((
-                robot.name().to_owned(),
+                self.robot_ref.name().to_owned(),
                 stats.ok.load(Ordering::Relaxed),
                 stats.failed.load(Ordering::Relaxed),
             ));
@@ -66,6 +69,53 @@ impl Metrics {
                 ]
             })
             .collect()
+    }
+
+    /// The links of a fallback chain: skipped messages, breaker state, and call time.
+    fn render_links(report: &RobotReport, out: &mut String) {
+        if report.links.is_empty() {
+            return;
+        }
+        let labelled = |value: &dyn Fn(&LinkReport) -> String| -> Vec<String> {
+            report
+                .links
+                .iter()
+                .map(|link| format!("{{robot=\"{}\"}} {}", label_value(&link.name), value(link)))
+                .collect()
+        };
+        let families: [(&str, &str, &str, Vec<String>); 2] = [
+            (
+                "robochat_robot_skipped_total",
+                "counter",
+                "Messages that went past a link of the fallback chain without a call, its circuit \
+                 breaker open.",
+                labelled(&|link| link.skipped.to_string()),
+            ),
+            (
+                "robochat_robot_breaker_open",
+                "gauge",
+                "1 while a link's circuit breaker is open (the link is skipped), else 0.",
+                labelled(&|link| u8::from(link.open).to_string()),
+            ),
+        ];
+        for (name, kind, help, samples) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for sample in samples {
+                let _ = writeln!(out, "{name}{sample}");
+            }
+        }
+        let name = "robochat_robot_link_latency_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time of the calls to each link of the fallback chain.\n# TYPE {name} \
+             summary"
+        );
+        for link in &report.links {
+            let robot = label_value(&link.name);
+            let _ = writeln!(out, "{name}_sum{{robot=\"{robot}\"}} {}", link.seconds);
+            let count = link.answered + link.failed;
+            let _ = writeln!(out, "{name}_count{{robot=\"{robot}\"}} {count}");
+        }
     }
 
     pub fn add(counter: &AtomicU64, n: usize) {
@@ -129,13 +179,27 @@ impl Metrics {
             &[("", get(&self.bytes_out))],
         );
         let robot = &self.robot;
-        let calls = self.robot_calls();
+        let report = self.robot_ref.report();
+        let calls = self.robot_calls(&report);
         let calls: Vec<(&str, u64)> = calls.iter().map(|(l, v)| (l.as_str(), *v)).collect();
         metric(
             "robochat_robot_calls_total",
             "counter",
             "Robot calls, by robot (each link of a fallback chain) and outcome.",
             &calls,
+        );
+        metric(
+            "robochat_robot_expired_total",
+            "counter",
+            "Messages answered with an error without calling the robot: they waited for a worker \
+             past the robot timeout (also counted as error replies).",
+            &[("", get(&robot.expired))],
+        );
+        metric(
+            "robochat_robot_memory_bytes",
+            "gauge",
+            "Bytes the robot keeps of conversations (chat histories, remembered names).",
+            &[("", report.memory_bytes)],
         );
         metric(
             "robochat_jobs_queued",
@@ -155,6 +219,7 @@ impl Metrics {
             "Workers inside a robot call now (busy / workers is the utilisation).",
             &[("", get(&robot.busy))],
         );
+        Self::render_links(&report, &mut out);
         self.render_latency(&mut out);
         out
     }
@@ -210,6 +275,8 @@ pub(super) struct RobotStats {
     pub queued: AtomicU64,
     /// Workers inside a robot call now.
     pub busy: AtomicU64,
+    /// Jobs answered without a call, past their deadline.
+    pub expired: AtomicU64,
 }
 
 impl RobotStats {

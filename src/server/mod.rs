@@ -31,8 +31,8 @@ use mio::{Interest, Poll, Waker};
 
 use builder::Config;
 pub use builder::{
-    auto_workers, BuildError, ServerBuilder, DEFAULT_BACKLOG, DEFAULT_BLOCKING_WORKERS,
-    DEFAULT_GREETING, DEFAULT_SEND_BUFFER,
+    auto_workers, BuildError, HistoryScope, ServerBuilder, DEFAULT_BACKLOG,
+    DEFAULT_BLOCKING_WORKERS, DEFAULT_GREETING, DEFAULT_SEND_BUFFER,
 };
 pub use conn_id::MAX_CONNECTIONS_LIMIT;
 use conn_id::{LISTENER, WAKER};

@@ -24,7 +24,7 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 
 use super::metrics::RobotStats;
-use crate::robot::{call_robot, Robot, RobotError};
+use crate::robot::{call_robot, Conversation, Request, Robot, RobotError};
 
 /// The fewest jobs of a robot that never blocks worth a batch (and a worker's wake-up) of
 /// their own: smaller turns go to one worker.
@@ -34,12 +34,19 @@ const MIN_BATCH: usize = 16;
 const DELIVER_EVERY: usize = 16;
 
 /// One message for the robot.
-struct Job {
+pub(super) struct Job {
     /// The asking loop's tag for the connection, returned with the answer.
-    ticket: u64,
-    user: String,
-    text: String,
+    pub ticket: u64,
+    pub user: String,
+    pub text: String,
+    pub conversation: Conversation,
+    /// Past this, the message is answered without calling the robot.
+    pub deadline: Option<Instant>,
 }
+
+/// What a user is told when their message waited for a worker past its deadline.
+pub(super) const EXPIRED: &str =
+    "the robot is busy: no worker was free within the time limit; please try again in a moment";
 
 /// Jobs handed over together, from one loop.
 struct Batch {
@@ -182,17 +189,18 @@ pub(super) fn start(
 }
 
 impl PoolLink {
-    /// Takes a job for this turn's hand-over; its answer comes back with `ticket`.
-    pub fn submit(&mut self, ticket: u64, user: &str, text: &str) -> Result<(), SubmitError> {
+    /// Whether the queue has room for one more job.
+    pub fn has_room(&self) -> bool {
         let waiting = self.queue_of_jobs.stats.queued.load(Ordering::Relaxed) as usize;
-        if waiting + self.turn.len() >= self.queue {
+        waiting + self.turn.len() < self.queue
+    }
+
+    /// Takes a job for this turn's hand-over; its answer comes back with its ticket.
+    pub fn submit(&mut self, job: Job) -> Result<(), SubmitError> {
+        if !self.has_room() {
             return Err(SubmitError::Full);
         }
-        self.turn.push(Job {
-            ticket,
-            user: user.to_owned(),
-            text: text.to_owned(),
-        });
+        self.turn.push(job);
         Ok(())
     }
 
@@ -273,11 +281,25 @@ impl Worker {
             let mut done = Vec::with_capacity(batch.jobs.len().min(DELIVER_EVERY));
             for job in batch.jobs {
                 stats.queued.fetch_sub(1, Ordering::Relaxed);
-                stats.busy.fetch_add(1, Ordering::Relaxed);
                 let started = Instant::now();
-                let result = call_robot(&*self.robot, &job.user, &job.text);
-                stats.record(result.is_ok(), started.elapsed());
-                stats.busy.fetch_sub(1, Ordering::Relaxed);
+                let result = if job.deadline.is_some_and(|deadline| deadline <= started) {
+                    // Its sender's budget went in the queue: the robot's answer would come too
+                    // late, and calling it would only make the next messages later still.
+                    stats.expired.fetch_add(1, Ordering::Relaxed);
+                    Err(RobotError::Rejected(EXPIRED.to_owned()))
+                } else {
+                    stats.busy.fetch_add(1, Ordering::Relaxed);
+                    let request = Request {
+                        user: &job.user,
+                        text: &job.text,
+                        conversation: job.conversation,
+                        deadline: job.deadline,
+                    };
+                    let result = call_robot(&*self.robot, &request);
+                    stats.record(result.is_ok(), started.elapsed());
+                    stats.busy.fetch_sub(1, Ordering::Relaxed);
+                    result
+                };
                 done.push(Completion {
                     ticket: job.ticket,
                     result,
@@ -320,6 +342,16 @@ mod tests {
     use mio::{Events, Poll, Token};
     use std::time::Duration;
 
+    fn job(ticket: u64, text: &str, deadline: Option<Instant>) -> Job {
+        Job {
+            ticket,
+            user: "u".to_owned(),
+            text: text.to_owned(),
+            conversation: Conversation::Connection(ticket),
+            deadline,
+        }
+    }
+
     fn one_loop(robot: Arc<dyn Robot>, workers: usize, queue: usize) -> (Poll, PoolLink) {
         let poll = Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), Token(7)).unwrap());
@@ -331,7 +363,7 @@ mod tests {
     fn every_job_is_answered_and_the_loop_is_woken() {
         let (mut poll, mut link) = one_loop(Arc::new(EchoRobot), 3, 100);
         for i in 0..50 {
-            link.submit(i, "u", &format!("m{i}")).unwrap();
+            link.submit(job(i, &format!("m{i}"), None)).unwrap();
         }
         link.hand_over();
         let mut answered = Vec::new();
@@ -373,8 +405,8 @@ mod tests {
         let (release_tx, release) = crossbeam_channel::unbounded();
         let robot = Arc::new(Blocking { started, release });
         let (_poll, mut link) = one_loop(robot, 2, 10);
-        link.submit(1, "u", "a").unwrap();
-        link.submit(2, "u", "b").unwrap();
+        link.submit(job(1, "a", None)).unwrap();
+        link.submit(job(2, "b", None)).unwrap();
         link.hand_over();
         for _ in 0..2 {
             started_rx
@@ -392,20 +424,56 @@ mod tests {
         let (release_tx, release) = crossbeam_channel::unbounded();
         let robot = Arc::new(Blocking { started, release });
         let (_poll, mut link) = one_loop(robot, 1, 2);
-        assert!(link.submit(1, "u", "t").is_ok());
+        assert!(link.submit(job(1, "t", None)).is_ok());
         link.hand_over();
         started_rx.recv().unwrap(); // the one worker holds job 1; the queue is empty
-        assert!(link.submit(2, "u", "t").is_ok());
-        assert!(link.submit(3, "u", "t").is_ok());
-        assert_eq!(link.submit(4, "u", "t"), Err(SubmitError::Full));
+        assert!(link.submit(job(2, "t", None)).is_ok());
+        assert!(link.submit(job(3, "t", None)).is_ok());
+        assert_eq!(link.submit(job(4, "t", None)), Err(SubmitError::Full));
         link.hand_over();
         assert_eq!(
-            link.submit(4, "u", "t"),
+            link.submit(job(4, "t", None)),
             Err(SubmitError::Full),
             "2 still wait"
         );
         for _ in 0..3 {
             release_tx.send(()).unwrap();
         }
+    }
+
+    #[test]
+    fn a_job_past_its_deadline_is_answered_without_the_robot() {
+        let (started, started_rx) = crossbeam_channel::unbounded();
+        let (release_tx, release) = crossbeam_channel::unbounded();
+        let robot = Arc::new(Blocking { started, release });
+        let (mut poll, mut link) = one_loop(robot, 1, 10);
+        link.submit(job(1, "first", None)).unwrap();
+        link.hand_over();
+        started_rx.recv().unwrap(); // the one worker is busy with job 1
+        let deadline = Instant::now() + Duration::from_millis(50);
+        link.submit(job(2, "late", Some(deadline))).unwrap();
+        link.hand_over();
+        while Instant::now() <= deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        release_tx.send(()).unwrap(); // job 1 ends only after job 2's deadline
+        let mut answered = Vec::new();
+        let mut events = Events::with_capacity(8);
+        while answered.len() < 2 {
+            poll.poll(&mut events, Some(Duration::from_secs(10)))
+                .unwrap();
+            assert!(!events.is_empty(), "no wake within 10 s");
+            answered.extend(link.take_completions());
+        }
+        answered.sort_by_key(|c| c.ticket);
+        assert_eq!(answered[0].result.as_deref(), Ok("first"));
+        assert_eq!(
+            answered[1].result,
+            Err(RobotError::Rejected(EXPIRED.to_owned()))
+        );
+        assert!(
+            started_rx.try_recv().is_err(),
+            "the robot was not called for job 2"
+        );
     }
 }

@@ -106,6 +106,10 @@ impl Request {
 struct Shared {
     replies: Mutex<VecDeque<Reply>>,
     requests: Mutex<Vec<Request>>,
+    /// The answer to `GET …/models` (the openai robot's start-up check), kept out of the
+    /// scripted replies and the requests so that the check does not shift them.
+    models: Mutex<Reply>,
+    model_requests: Mutex<Vec<Request>>,
     stop: AtomicBool,
     connections: AtomicUsize,
 }
@@ -126,6 +130,10 @@ impl FakeHttp {
         let shared = Arc::new(Shared {
             replies: Mutex::new(replies.into()),
             requests: Mutex::new(Vec::new()),
+            models: Mutex::new(Reply::json(
+                serde_json::json!({"object": "list", "data": [{"id": "test-model"}]}),
+            )),
+            model_requests: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
         });
@@ -159,6 +167,16 @@ impl FakeHttp {
             "expected exactly one request: {requests:#?}"
         );
         requests.into_iter().next().unwrap()
+    }
+
+    /// What `GET …/models` answers from now on (by default, a list of `test-model`).
+    pub fn set_models(&self, reply: Reply) {
+        *self.shared.models.lock().unwrap() = reply;
+    }
+
+    /// The `GET …/models` requests received so far.
+    pub fn model_requests(&self) -> Vec<Request> {
+        self.shared.model_requests.lock().unwrap().clone()
     }
 
     /// Appends more scripted replies.
@@ -213,15 +231,20 @@ fn serve(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         let client_closes = request
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        shared.requests.lock().unwrap().push(request);
-        let reply = shared
-            .replies
-            .lock()
-            .unwrap()
-            .pop_front()
-            .unwrap_or_else(|| {
-                Reply::status(500, r#"{"error":"fake_http: no scripted response left"}"#)
-            });
+        let reply = if request.method == "GET" && request.path.ends_with("/models") {
+            shared.model_requests.lock().unwrap().push(request);
+            shared.models.lock().unwrap().clone()
+        } else {
+            shared.requests.lock().unwrap().push(request);
+            shared
+                .replies
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(|| {
+                    Reply::status(500, r#"{"error":"fake_http: no scripted response left"}"#)
+                })
+        };
         if !wait(reply.delay, shared) {
             return Ok(());
         }

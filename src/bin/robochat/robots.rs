@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use robochat::robot::FallbackChain;
+use robochat::robot::{
+    Conversation, FallbackChain, Request, RobotReport, DEFAULT_BREAKER_COOL_DOWN,
+    DEFAULT_BREAKER_FAILURES,
+};
 use robochat::{EchoRobot, EmbeddedRobot, Robot, RobotError};
 
 use crate::args::Failure;
@@ -25,6 +28,12 @@ pub struct RobotSettings {
     pub model: Option<String>,
     pub system_prompt: Option<String>,
     pub history: usize,
+    pub history_chars: usize,
+    pub history_memory: usize,
+    pub max_tokens: u32,
+    pub temperature: Option<f32>,
+    /// How long a failing link of a chain is skipped.
+    pub breaker_cool_down: Duration,
 }
 
 impl Default for RobotSettings {
@@ -37,12 +46,18 @@ impl Default for RobotSettings {
             model: None,
             system_prompt: None,
             history: 8,
+            history_chars: 4000,
+            history_memory: 64 << 20,
+            max_tokens: 512,
+            temperature: None,
+            breaker_cool_down: DEFAULT_BREAKER_COOL_DOWN,
         }
     }
 }
 
 /// A robot that holds back every answer of `inner` by `delay` (`--robot-delay`): a stand-in
-/// for a slow web robot in load tests. It blocks, so it runs on the workers.
+/// for a slow web robot in load tests. It blocks, so it runs on the workers. Like a web call,
+/// it gives up when the message's deadline comes first.
 pub struct Delayed<R> {
     inner: R,
     delay: Duration,
@@ -60,12 +75,32 @@ impl<R: Robot> Robot for Delayed<R> {
     }
 
     fn reply(&self, user: &str, text: &str) -> Result<String, RobotError> {
-        std::thread::sleep(self.delay);
-        self.inner.reply(user, text)
+        self.answer(&Request::new(user, text))
     }
 
-    fn inner_calls(&self) -> Vec<(String, u64, u64)> {
-        self.inner.inner_calls()
+    fn answer(&self, request: &Request<'_>) -> Result<String, RobotError> {
+        match request.time_left() {
+            Some(left) if left < self.delay => {
+                std::thread::sleep(left);
+                Err(RobotError::Unavailable(format!(
+                    "{}: no answer within the time limit (--robot-delay {} ms)",
+                    self.inner.name(),
+                    self.delay.as_millis()
+                )))
+            }
+            _ => {
+                std::thread::sleep(self.delay);
+                self.inner.answer(request)
+            }
+        }
+    }
+
+    fn end_conversation(&self, conversation: &Conversation) {
+        self.inner.end_conversation(conversation);
+    }
+
+    fn report(&self) -> RobotReport {
+        self.inner.report()
     }
 }
 
@@ -117,7 +152,10 @@ pub fn build(spec: &str, settings: &RobotSettings) -> Result<Arc<dyn Robot>, Fai
     Ok(if robots.len() == 1 {
         robots.remove(0)
     } else {
-        Arc::new(FallbackChain::new(robots))
+        Arc::new(
+            FallbackChain::new(robots)
+                .with_breaker(DEFAULT_BREAKER_FAILURES, settings.breaker_cool_down),
+        )
     })
 }
 
@@ -169,11 +207,34 @@ fn web_robot(name: &str, settings: &RobotSettings) -> Result<Arc<dyn Robot>, Fai
                 model: settings.model.clone().unwrap_or(defaults.model),
                 system_prompt: settings.system_prompt.clone(),
                 history_turns: settings.history,
+                history_chars: settings.history_chars,
+                history_memory: settings.history_memory,
+                max_tokens: settings.max_tokens,
+                temperature: settings.temperature,
                 ..defaults
             };
-            Arc::new(OpenAiRobot::new(config, options))
+            let robot = Arc::new(OpenAiRobot::new(config, options));
+            check_in_background(&robot);
+            robot
         }
     })
+}
+
+/// Asks the API, on a thread of its own so that start-up does not wait, whether it is reachable,
+/// takes the key and serves the model, and logs what it finds: a mistake shows at start, in
+/// plain words, rather than as a warning a minute after the first user's message.
+#[cfg(feature = "http")]
+fn check_in_background(robot: &Arc<robochat::robot::http::OpenAiRobot>) {
+    let robot = Arc::clone(robot);
+    let spawned = std::thread::Builder::new()
+        .name("robochat-check".into())
+        .spawn(move || match robot.check_api(Duration::from_secs(5)) {
+            Ok(found) => log::info!("{found}"),
+            Err(problem) => log::warn!("{problem}"),
+        });
+    if let Err(e) = spawned {
+        log::warn!("cannot check the openai API at start: {e}");
+    }
 }
 
 #[cfg(not(feature = "http"))]

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use robochat::limits::raise_open_file_limit;
-use robochat::server::{DEFAULT_BACKLOG, DEFAULT_SEND_BUFFER, MAX_TIMEOUT};
+use robochat::server::{HistoryScope, DEFAULT_BACKLOG, DEFAULT_SEND_BUFFER, MAX_TIMEOUT};
 use robochat::signals::TerminationSignals;
 use robochat::{BuildError, Framing, Server};
 
-use crate::args::{print_text, seconds, value, Failure};
+use crate::args::{print_text, seconds, value, Bytes, Failure};
 use crate::robots::{self, BaseUrl, Delayed, RobotSettings};
 
 pub const HELP: &str = "\
@@ -34,17 +34,36 @@ Options:
                                        ROBOCHAT_OPENAI_KEY or OPENAI_API_KEY)
                            or a fallback chain, tried in order: `openai,embedded`
   --rules FILE             Rules file for the embedded robot [default: the built-in rules]
-  --robot-timeout SECS     The whole time one web robot has for one message: connect, send,
-                           wait, read and one retry [default: 10]. Past it the next robot in
-                           the chain answers, or the user gets `ERR the robot is unavailable`
+  --robot-timeout SECS     The whole time a message has to be answered, counted from when it is
+                           queued for the robot: waiting for a worker, then the web call's
+                           connect, send, wait, read and one retry [default: 10]. Past it the
+                           next robot in the chain answers, or the user gets an ERR line; a
+                           message that waited for a worker past it gets one at once
+  --breaker-cooldown SECS  In a chain such as openai,embedded, a robot that failed 3 times in
+                           a row is skipped (the next answers at once) for this long, then one
+                           message tries it again [default: 10]
   --tuling-url URL         Tuling API base [default: http://www.tuling123.com for tuling,
                            http://openapi.tuling123.com for tuling2]
   --openai-url URL         OpenAI-compatible API base, up to /v1
                            [default: http://localhost:11434/v1, Ollama]
   --model NAME             Model for the openai robot [default: llama3.2]
   --system-prompt TEXT     System prompt for the openai robot [default: none]
-  --history N              Turns of each user's conversation the openai robot sends along
-                           [default: 8]
+  --history N              Turns of each conversation the openai robot sends along [default: 8]
+  --history-chars N        Characters of each conversation kept and sent along, both sides
+                           together, oldest turns dropped first: keep it within the model's
+                           context (a 2,048-token model takes about 6,000) [default: 4000]
+  --history-memory BYTES   Memory for all conversations together (K, M, G suffixes); the least
+                           recently used are forgotten first [default: 64M]
+  --history-scope SCOPE    Whose conversation a message is part of, for the openai robot's
+                           history, the embedded robot's remembered names and Tuling's user
+                           id: `connection` (each connection its own, forgotten when it
+                           closes) or `user` (everyone sending the same USERNAME shares one:
+                           only where usernames are trusted, since anyone can send any name,
+                           and the tutorial's client sends 小明 for everyone)
+                           [default: connection]
+  --max-tokens N           Longest answer of the openai robot, in tokens [default: 512]
+  --temperature T          Sampling temperature of the openai robot, 0 to 2 [default: the
+                           server's]
   --max-reply CHARS        Longest reply line; longer answers are cut [default: 2000]
   --workers N|auto         Robot worker threads [default: auto]. A robot that may block (the
                            web robots) runs only on them, one call per worker: auto gives 4.
@@ -129,6 +148,7 @@ struct Options {
     proxy_protocol: bool,
     loops: usize,
     metrics: Option<std::net::SocketAddr>,
+    history_scope: HistoryScope,
 }
 
 fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
@@ -155,6 +175,7 @@ fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
         proxy_protocol: false,
         loops: 1,
         metrics: None,
+        history_scope: HistoryScope::Connection,
     };
     while let Some(arg) = parser.next()? {
         match arg {
@@ -181,6 +202,43 @@ fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
                 o.robot_settings.system_prompt = Some(value(&mut parser, "system-prompt")?)
             }
             Long("history") => o.robot_settings.history = value(&mut parser, "history")?,
+            Long("history-chars") => {
+                o.robot_settings.history_chars = value(&mut parser, "history-chars")?
+            }
+            Long("history-memory") => {
+                o.robot_settings.history_memory = value::<Bytes>(&mut parser, "history-memory")?.0
+            }
+            Long("history-scope") => {
+                o.history_scope = match value::<String>(&mut parser, "history-scope")?.as_str() {
+                    "connection" => HistoryScope::Connection,
+                    "user" => HistoryScope::User,
+                    other => {
+                        return Err(Failure::Usage(format!(
+                            "invalid value '{other}' for --history-scope: expected connection \
+                             or user"
+                        )))
+                    }
+                }
+            }
+            Long("max-tokens") => {
+                o.robot_settings.max_tokens = value(&mut parser, "max-tokens")?;
+                if o.robot_settings.max_tokens == 0 {
+                    return Err(Failure::Usage("--max-tokens must be at least 1".into()));
+                }
+            }
+            Long("temperature") => {
+                let t: f32 = value(&mut parser, "temperature")?;
+                if !(0.0..=2.0).contains(&t) {
+                    return Err(Failure::Usage(
+                        "--temperature must be between 0 and 2".into(),
+                    ));
+                }
+                o.robot_settings.temperature = Some(t);
+            }
+            Long("breaker-cooldown") => {
+                o.robot_settings.breaker_cool_down =
+                    seconds(&mut parser, "breaker-cooldown", MAX_TIMEOUT)?
+            }
             Long("max-reply") => o.max_reply = value(&mut parser, "max-reply")?,
             Long("line-timeout") => {
                 o.line_timeout = seconds(&mut parser, "line-timeout", MAX_TIMEOUT)?
@@ -282,7 +340,9 @@ pub fn main(parser: lexopt::Parser) -> Result<(), Failure> {
         .backlog(o.backlog)
         .send_buffer(o.send_buffer)
         .proxy_protocol(o.proxy_protocol)
-        .loops(o.loops);
+        .loops(o.loops)
+        .history_scope(o.history_scope)
+        .robot_timeout(o.robot_settings.timeout);
     if let Some(workers) = o.workers {
         builder = builder.workers(workers);
     }

@@ -305,12 +305,27 @@ fn remembers_names_per_user() {
 fn names_are_trimmed_and_capped() {
     let robot = robot();
     robot.reply_at("u", "my name is \"Alice\"!!! and more", &NOW);
-    assert_eq!(robot.names.recall("u").as_deref(), Some("Alice"));
+    assert_eq!(
+        robot
+            .names
+            .recall(&Conversation::User("u".to_owned()))
+            .as_deref(),
+        Some("Alice")
+    );
     robot.reply_at("u", "我叫小红。今年十岁", &NOW);
-    assert_eq!(robot.names.recall("u").as_deref(), Some("小红"));
+    assert_eq!(
+        robot
+            .names
+            .recall(&Conversation::User("u".to_owned()))
+            .as_deref(),
+        Some("小红")
+    );
     robot.reply_at("u", &format!("my name is {}", "x".repeat(100)), &NOW);
     assert_eq!(
-        robot.names.recall("u").map(|n| n.chars().count()),
+        robot
+            .names
+            .recall(&Conversation::User("u".to_owned()))
+            .map(|n| n.chars().count()),
         Some(MAX_NAME_CHARS)
     );
 }
@@ -319,7 +334,10 @@ fn names_are_trimmed_and_capped() {
 fn no_name_means_no_set_name() {
     let robot = robot();
     let reply = robot.reply_at("u", "my name is?", &NOW);
-    assert_eq!(robot.names.recall("u"), None);
+    assert_eq!(
+        robot.names.recall(&Conversation::User("u".to_owned())),
+        None
+    );
     assert!(!reply.contains("Nice to meet you"), "{reply:?}");
 }
 

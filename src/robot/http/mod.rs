@@ -28,15 +28,18 @@ mod history;
 mod openai;
 mod tuling;
 
+use std::collections::hash_map::RandomState;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::io;
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use ureq::http::Response;
 use ureq::{Agent, Body, RequestBuilder};
 
-use super::RobotError;
+use super::{Conversation, RobotError};
 
 pub use openai::{OpenAiConfig, OpenAiRobot};
 pub use tuling::{Tuling2Robot, TulingRobot};
@@ -212,6 +215,11 @@ impl Client {
         &self.agent
     }
 
+    /// The whole budget for one message.
+    pub fn timeout(&self) -> Duration {
+        self.options.timeout
+    }
+
     /// The base URL as it may be shown in messages.
     pub fn shown_url(&self) -> &str {
         &self.shown_url
@@ -223,12 +231,20 @@ impl Client {
     /// Returns the exchange for every complete response, including a 429 or 5xx that could not
     /// be retried, so that the robot can read the API's error message from it; see
     /// [`Client::status_error`].
-    pub fn exchange<F>(&self, send: F) -> Result<Exchange, RobotError>
+    ///
+    /// The budget is the robot's timeout, or what is left until `deadline` if that comes first
+    /// (the message's own budget, which started when it was queued).
+    pub fn exchange<F>(&self, deadline: Option<Instant>, send: F) -> Result<Exchange, RobotError>
     where
         F: Fn(&Limits) -> Result<Response<Body>, ureq::Error>,
     {
         let start = Instant::now();
-        let deadline = start + self.options.timeout;
+        let own = start + self.options.timeout;
+        let deadline = deadline.map_or(own, |asked| asked.min(own));
+        let budget = deadline.saturating_duration_since(start);
+        if budget.is_zero() {
+            return Err(self.fault_error(&Fault::Timeout, budget, 0));
+        }
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -244,16 +260,16 @@ impl Client {
                 Ok((exchange, Some(asked))) if asked > MAX_RETRY_AFTER => return Ok(exchange),
                 Ok((exchange, asked)) => (asked.unwrap_or(BACKOFF).max(BACKOFF), Ok(exchange)),
                 Err(fault) if fault.retryable() => (BACKOFF, Err(fault)),
-                Err(fault) => return Err(self.fault_error(&fault, attempts)),
+                Err(fault) => return Err(self.fault_error(&fault, budget, attempts)),
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
             if attempts >= 2 || remaining < wait + self.min_attempt() {
-                return last.map_err(|fault| self.fault_error(&fault, attempts));
+                return last.map_err(|fault| self.fault_error(&fault, budget, attempts));
             }
             // Key-free: the message is built like every error message here.
             let why = match &last {
                 Ok(exchange) => format!("{}: HTTP {}", self.robot, exchange.status),
-                Err(fault) => self.fault_error(fault, attempts).to_string(),
+                Err(fault) => self.fault_error(fault, budget, attempts).to_string(),
             };
             log::debug!("{why}; retrying in {} ms", wait.as_millis());
             thread::sleep(wait);
@@ -300,17 +316,17 @@ impl Client {
     }
 
     /// The error for a request that got no complete response.
-    fn fault_error(&self, fault: &Fault, attempts: u32) -> RobotError {
+    fn fault_error(&self, fault: &Fault, budget: Duration, attempts: u32) -> RobotError {
         let (robot, url) = (self.robot, &self.shown_url);
         let tries = tries(attempts);
         match fault {
             Fault::Timeout => RobotError::Unavailable(format!(
                 "{robot}: no answer within {} from {url}{tries}",
-                seconds(self.options.timeout)
+                seconds(budget)
             )),
             Fault::ConnectTimeout => RobotError::Unavailable(format!(
                 "{robot}: could not connect to {url} within {}{tries}",
-                seconds(self.options.connect_timeout.min(self.options.timeout))
+                seconds(self.options.connect_timeout.min(budget))
             )),
             Fault::Refused => RobotError::Unavailable(format!(
                 "{robot}: connection refused by {url} (is the server running?){tries}"
@@ -463,7 +479,19 @@ fn scrub(text: &str, key: Option<&str>) -> String {
 /// A user id for APIs that keep per-user context and accept only letters and digits: the ASCII
 /// letters and digits of `user`, at most 32; or, when that leaves nothing (a name in another
 /// script, say), a stable hash of the name, so that such users do not all share one context.
-fn user_id(user: &str) -> String {
+///
+/// In a conversation of one connection (the default), the id is opaque: a keyed hash of the
+/// server's connection id, with a key drawn at random when the process starts, so that no
+/// client can choose or guess another's.
+fn user_id(conversation: &Conversation) -> String {
+    let user = match conversation {
+        Conversation::User(user) => user,
+        Conversation::Connection(id) => {
+            static KEY: OnceLock<RandomState> = OnceLock::new();
+            let hash = KEY.get_or_init(RandomState::new).hash_one(id);
+            return format!("c{hash:016x}");
+        }
+    };
     let id: String = user
         .chars()
         .filter(char::is_ascii_alphanumeric)
@@ -512,6 +540,7 @@ mod tests {
 
     #[test]
     fn user_ids() {
+        let user_id = |name: &str| user_id(&Conversation::User(name.to_owned()));
         assert_eq!(user_id("bob_1!"), "bob1");
         assert_eq!(user_id(&"a".repeat(40)), "a".repeat(32));
         let wang = user_id("王");
@@ -519,6 +548,16 @@ mod tests {
         assert_ne!(wang, li);
         assert_eq!(wang, user_id("王"));
         assert!(wang.chars().all(|c| c.is_ascii_alphanumeric()) && wang.len() <= 32);
+    }
+
+    #[test]
+    fn connection_ids_are_opaque_and_distinct() {
+        let one = super::user_id(&Conversation::Connection(1));
+        let two = super::user_id(&Conversation::Connection(2));
+        assert_ne!(one, two);
+        assert_eq!(one, super::user_id(&Conversation::Connection(1)));
+        assert!(one.starts_with('c') && one.len() == 17);
+        assert!(one.chars().all(|c| c.is_ascii_alphanumeric()) && one.len() <= 32);
     }
 
     #[test]

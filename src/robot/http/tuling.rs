@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::{
     encode_query, join_url, json_int, json_str, scrub, user_id, Client, Exchange, HttpOptions,
 };
-use crate::robot::{Robot, RobotError};
+use crate::robot::{Request, Robot, RobotError};
 
 /// How many items of a news or recipe list go into the one reply line.
 const LIST_ITEMS: usize = 3;
@@ -78,7 +78,7 @@ impl TulingRobot {
     }
 
     /// The reply (or error) for a v1 answer.
-    fn answer(&self, exchange: &Exchange) -> Result<String, RobotError> {
+    fn read_answer(&self, exchange: &Exchange) -> Result<String, RobotError> {
         let value: Option<Value> = serde_json::from_slice(&exchange.body).ok();
         if !(200..300).contains(&exchange.status) {
             let detail = value
@@ -139,20 +139,23 @@ impl Robot for TulingRobot {
     }
 
     fn reply(&self, user: &str, text: &str) -> Result<String, RobotError> {
+        Robot::answer(self, &Request::new(user, text))
+    }
+
+    fn answer(&self, request: &Request<'_>) -> Result<String, RobotError> {
         // Encoded by hand, every byte outside the unreserved set, so that `&`, `=`, `#`, `+` and
         // `%` in the text cannot inject parameters or be misread.
         let url = format!(
             "{}?key={}&info={}&userid={}",
             self.0.url,
             encode_query(&self.0.key),
-            encode_query(text),
-            encode_query(&user_id(user)),
+            encode_query(request.text),
+            encode_query(&user_id(&request.conversation)),
         );
-        let exchange = self
-            .0
-            .client
-            .exchange(|limits| limits.apply(self.0.client.agent().get(&url)).call())?;
-        self.answer(&exchange)
+        let exchange = self.0.client.exchange(request.deadline, |limits| {
+            limits.apply(self.0.client.agent().get(&url)).call()
+        })?;
+        self.read_answer(&exchange)
     }
 
     fn never_blocks(&self) -> bool {
@@ -208,7 +211,7 @@ impl Tuling2Robot {
     }
 
     /// The reply (or error) for a v2 answer.
-    fn answer(&self, exchange: &Exchange) -> Result<String, RobotError> {
+    fn read_answer(&self, exchange: &Exchange) -> Result<String, RobotError> {
         let value: Option<Value> = serde_json::from_slice(&exchange.body).ok();
         let said = value
             .as_ref()
@@ -301,19 +304,23 @@ impl Robot for Tuling2Robot {
     }
 
     fn reply(&self, user: &str, text: &str) -> Result<String, RobotError> {
+        Robot::answer(self, &Request::new(user, text))
+    }
+
+    fn answer(&self, request: &Request<'_>) -> Result<String, RobotError> {
         let body = json!({
             "reqType": 0,
-            "perception": { "inputText": { "text": text } },
-            "userInfo": { "apiKey": self.0.key, "userId": user_id(user) },
+            "perception": { "inputText": { "text": request.text } },
+            "userInfo": { "apiKey": self.0.key, "userId": user_id(&request.conversation) },
         })
         .to_string();
-        let exchange = self.0.client.exchange(|limits| {
+        let exchange = self.0.client.exchange(request.deadline, |limits| {
             limits
                 .apply(self.0.client.agent().post(&self.0.url))
                 .content_type("application/json")
                 .send(body.as_bytes())
         })?;
-        self.answer(&exchange)
+        self.read_answer(&exchange)
     }
 
     fn never_blocks(&self) -> bool {
