@@ -651,3 +651,50 @@ fn with_two_loops_both_serve_clients() {
     server.wait_for_log("loop 0 accepted");
     server.wait_for_log("loop 1 accepted");
 }
+
+#[test]
+fn the_robot_timeout_counts_the_time_in_the_queue() {
+    // Two workers, each answer a second late, two seconds per message: of fifty messages sent
+    // at once, the first ones are answered by the robot, and everyone else hears at about two
+    // seconds that no worker was free in time, rather than 25 s later.
+    let server = ServeProcess::start(&[
+        "--robot",
+        "echo",
+        "--workers",
+        "2",
+        "--robot-delay",
+        "1000",
+        "--robot-timeout",
+        "2",
+    ]);
+    let mut clients: Vec<Client> = (0..50).map(|_| Client::connect(server.addr)).collect();
+    let started = std::time::Instant::now();
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.send(format!("u{i}::message {i}\n"));
+    }
+    let mut answered = 0;
+    for (i, client) in clients.iter_mut().enumerate() {
+        let line = client.line();
+        if line == format!("message {i}") {
+            answered += 1;
+        } else {
+            assert!(line.starts_with("ERR the robot "), "{line}");
+        }
+    }
+    let took = started.elapsed();
+    // About 2 s; the margin is for a loaded machine, far below the 25 s of a queue that
+    // ignores the budget.
+    assert!(
+        took < Duration::from_secs(5),
+        "the last line came after {took:?}"
+    );
+    assert!(
+        answered >= 2,
+        "the messages that fit were answered by the robot"
+    );
+    // Exactly one line each: nothing more comes.
+    thread::sleep(Duration::from_millis(1200));
+    for client in &mut clients {
+        assert!(!client.has_pending_input());
+    }
+}

@@ -110,10 +110,15 @@ fn nothing_but_metrics_is_served_there() {
 #[test]
 #[ignore = "needs promtool; .ci/run installs it (Debian's prometheus package) and runs this"]
 fn promtool_accepts_the_metrics() {
-    let (server, addr) = serve_with_metrics();
-    let mut client = Client::connect(server.addr);
-    assert_eq!(client.ask("bob", "hello"), "hello");
-    let body = scrape(addr);
+    for robot in ["echo", "echo,embedded"] {
+        let (server, addr) = serve_robot_with_metrics(robot);
+        let mut client = Client::connect(server.addr);
+        assert_eq!(client.ask("bob", "hello"), "hello");
+        promtool_check(&scrape(addr));
+    }
+}
+
+fn promtool_check(body: &str) {
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -159,6 +164,33 @@ fn a_fallback_chain_counts_the_calls_of_each_robot_in_it() {
         ),
         0.0
     );
+    let link = |name: &str| sample(&body, &format!("{name}{{robot=\"echo\"}}"));
+    assert_eq!(link("robochat_robot_link_latency_seconds_count"), 3.0);
+    assert!(link("robochat_robot_link_latency_seconds_sum") > 0.0);
+    assert_eq!(link("robochat_robot_breaker_open"), 0.0);
+    assert_eq!(link("robochat_robot_skipped_total"), 0.0);
+}
+
+#[test]
+fn what_the_robot_remembers_of_a_connection_goes_when_it_closes() {
+    let (server, addr) = serve_robot_with_metrics("embedded");
+    let memory = || sample(&scrape(addr), "robochat_robot_memory_bytes");
+    assert_eq!(memory(), 0.0);
+    let mut client = Client::connect(server.addr);
+    assert!(client.ask("小明", "my name is Ann").contains("Ann"));
+    assert!(memory() > 0.0);
+    // Another connection with the same username is someone else.
+    let mut other = Client::connect(server.addr);
+    assert!(!other.ask("小明", "what is my name").contains("Ann"));
+    client.ask("小明", "exit");
+    client.expect_closed();
+    for _ in 0..100 {
+        if memory() == 0.0 {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the name was still remembered after its connection closed");
 }
 
 /// A client of the metrics port that sends a request head one byte at a time, every 100 ms,
