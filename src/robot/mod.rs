@@ -61,6 +61,13 @@ pub trait Robot: Send + Sync {
         self.reply(request.user, request.text)
     }
 
+    /// Answers a message whose deadline passed while it waited for a worker, if the robot can
+    /// without waiting; `None` if not, and the user is told that the robot was busy. By default
+    /// a robot that never blocks answers (it costs microseconds) and others do not.
+    fn answer_late(&self, request: &Request<'_>) -> Option<Result<String, RobotError>> {
+        self.never_blocks().then(|| self.answer(request))
+    }
+
     /// Forgets what the robot remembers of `conversation` (its connection has closed). Called
     /// on the event loop: it must only drop memory, never wait.
     fn end_conversation(&self, _conversation: &Conversation) {}
@@ -210,6 +217,9 @@ impl<R: Robot + ?Sized> Robot for std::sync::Arc<R> {
     fn answer(&self, request: &Request<'_>) -> Result<String, RobotError> {
         (**self).answer(request)
     }
+    fn answer_late(&self, request: &Request<'_>) -> Option<Result<String, RobotError>> {
+        (**self).answer_late(request)
+    }
     fn end_conversation(&self, conversation: &Conversation) {
         (**self).end_conversation(conversation)
     }
@@ -230,6 +240,9 @@ impl<R: Robot + ?Sized> Robot for Box<R> {
     }
     fn answer(&self, request: &Request<'_>) -> Result<String, RobotError> {
         (**self).answer(request)
+    }
+    fn answer_late(&self, request: &Request<'_>) -> Option<Result<String, RobotError>> {
+        (**self).answer_late(request)
     }
     fn end_conversation(&self, conversation: &Conversation) {
         (**self).end_conversation(conversation)

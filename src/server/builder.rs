@@ -309,9 +309,9 @@ impl ServerBuilder {
     }
 
     /// The whole time a message may take to be answered, counted from when it is queued for the
-    /// robot (default: no limit but the robot's own). A message that has waited past it is
-    /// answered with an `ERR` line without calling the robot, and a robot is told what is left
-    /// of it ([`Request::deadline`](crate::robot::Request::deadline)).
+    /// robot (default: no limit but the robot's own). A message that has waited past it is not
+    /// given to a robot that would make it wait longer ([`Robot::answer_late`] says; else it is
+    /// answered with an `ERR` line), and a robot is told what is left of it ([`Request::deadline`](crate::robot::Request::deadline)).
     pub fn robot_timeout(mut self, timeout: Duration) -> Self {
         self.config.robot_timeout = Some(timeout.min(MAX_TIMEOUT));
         if timeout > MAX_TIMEOUT {

@@ -191,8 +191,9 @@ impl Metrics {
         metric(
             "robochat_robot_expired_total",
             "counter",
-            "Messages answered with an error without calling the robot: they waited for a worker \
-             past the robot timeout (also counted as error replies).",
+            "Messages that waited for a worker past the robot timeout: never sent to a robot that \
+             would make them wait longer; answered by one that never blocks (the embedded robot \
+             of a chain) or with an error.",
             &[("", get(&robot.expired))],
         );
         metric(
@@ -275,7 +276,7 @@ pub(super) struct RobotStats {
     pub queued: AtomicU64,
     /// Workers inside a robot call now.
     pub busy: AtomicU64,
-    /// Jobs answered without a call, past their deadline.
+    /// Jobs that waited past their deadline.
     pub expired: AtomicU64,
 }
 

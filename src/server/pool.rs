@@ -282,19 +282,24 @@ impl Worker {
             for job in batch.jobs {
                 stats.queued.fetch_sub(1, Ordering::Relaxed);
                 let started = Instant::now();
+                let request = Request {
+                    user: &job.user,
+                    text: &job.text,
+                    conversation: job.conversation,
+                    deadline: job.deadline,
+                };
                 let result = if job.deadline.is_some_and(|deadline| deadline <= started) {
-                    // Its sender's budget went in the queue: the robot's answer would come too
-                    // late, and calling it would only make the next messages later still.
+                    // Its sender's budget went in the queue: a robot that would make them wait
+                    // is not called (it would only make the next messages later still).
                     stats.expired.fetch_add(1, Ordering::Relaxed);
-                    Err(RobotError::Rejected(EXPIRED.to_owned()))
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        self.robot.answer_late(&request)
+                    }))
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| Err(RobotError::Rejected(EXPIRED.to_owned())))
                 } else {
                     stats.busy.fetch_add(1, Ordering::Relaxed);
-                    let request = Request {
-                        user: &job.user,
-                        text: &job.text,
-                        conversation: job.conversation,
-                        deadline: job.deadline,
-                    };
                     let result = call_robot(&*self.robot, &request);
                     stats.record(result.is_ok(), started.elapsed());
                     stats.busy.fetch_sub(1, Ordering::Relaxed);
