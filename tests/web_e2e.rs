@@ -350,3 +350,24 @@ fn at_the_default_log_level_no_message_is_logged() {
         "{log}"
     );
 }
+
+#[test]
+fn max_tokens_and_temperature_go_to_the_model() {
+    let api = FakeHttp::start(vec![completion("a"), completion("b")]);
+    let server = serve_openai(&api, &["--max-tokens", "64", "--temperature", "0.25"]);
+    let mut client = Client::connect(server.addr);
+    assert_eq!(client.ask("bob", "hi"), "a");
+    let sent = api.request().json();
+    assert_eq!(
+        (sent["max_tokens"].as_u64(), sent["temperature"].as_f64()),
+        (Some(64), Some(0.25))
+    );
+    // Without --temperature the server's own applies: none is sent.
+    drop(server);
+    let server = serve_openai(&api, &[]);
+    let mut client = Client::connect(server.addr);
+    assert_eq!(client.ask("bob", "hi"), "b");
+    let sent = api.requests()[1].json();
+    assert_eq!(sent["max_tokens"].as_u64(), Some(512));
+    assert!(sent.get("temperature").is_none());
+}
