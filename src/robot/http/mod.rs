@@ -3,7 +3,7 @@
 //! - [`TulingRobot`]: the Tuling v1 API (`GET /openapi/api`), the tutorial's robot.
 //! - [`Tuling2Robot`]: the Tuling v2 API (`POST /openapi/api/v2`, JSON).
 //! - [`OpenAiRobot`]: any OpenAI-compatible chat-completions endpoint (Ollama, llama.cpp's
-//!   `llama-server`, vLLM, or a hosted API), with a bounded per-user conversation memory.
+//!   `llama-server`, vLLM, or a hosted API), with a bounded memory of each conversation.
 //!
 //! They all block on the network, so they run on the worker pool (`never_blocks()` is false), and
 //! each keeps one [`ureq::Agent`] shared by every worker so that connections are reused.
