@@ -69,6 +69,7 @@ pub mod server;
 pub mod signals;
 pub mod systemd;
 mod text;
+pub mod websocket;
 
 pub use protocol::Framing;
 pub use robot::{EchoRobot, EmbeddedRobot, Robot, RobotError};
