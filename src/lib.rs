@@ -68,6 +68,8 @@ pub mod robot;
 pub mod server;
 pub mod signals;
 pub mod systemd;
+#[cfg(feature = "web")]
+pub mod web;
 mod text;
 pub mod websocket;
 
