@@ -68,9 +68,9 @@ pub mod robot;
 pub mod server;
 pub mod signals;
 pub mod systemd;
+mod text;
 #[cfg(feature = "web")]
 pub mod web;
-mod text;
 pub mod websocket;
 
 pub use protocol::Framing;

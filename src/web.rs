@@ -66,7 +66,11 @@ pub fn parse_head(bytes: &[u8]) -> Head<'_> {
             continue;
         };
         let value = value.trim();
-        let has_token = |token: &str| value.split(',').any(|t| t.trim().eq_ignore_ascii_case(token));
+        let has_token = |token: &str| {
+            value
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case(token))
+        };
         match header.name.to_ascii_lowercase().as_str() {
             "host" => request.host = Some(value),
             "origin" => request.origin = Some(value),
@@ -128,7 +132,9 @@ pub enum Route {
     /// `GET /healthz`: `200 ok`, for load balancers.
     Health,
     /// `GET /ws` with a valid upgrade: switch to WebSocket, with this accept key.
-    Upgrade { accept: String },
+    Upgrade {
+        accept: String,
+    },
     /// `GET /ws` from an origin not allowed.
     Forbidden,
     /// `GET /ws` without a usable upgrade (426 when it is not one at all, 400 when it is broken).
@@ -200,7 +206,11 @@ pub fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
 
 /// A short plain-text response saying `what`.
 pub fn text_response(status: u16, what: &str) -> Vec<u8> {
-    response(status, "text/plain; charset=utf-8", format!("{what}\n").as_bytes())
+    response(
+        status,
+        "text/plain; charset=utf-8",
+        format!("{what}\n").as_bytes(),
+    )
 }
 
 /// The `101 Switching Protocols` of an accepted upgrade.
@@ -261,10 +271,17 @@ mod tests {
     fn heads_come_whole_or_not_at_all() {
         let head = upgrade("");
         for cut in 0..head.len() {
-            assert_eq!(parse_head(&head.as_bytes()[..cut]), Head::Incomplete, "{cut}");
+            assert_eq!(
+                parse_head(&head.as_bytes()[..cut]),
+                Head::Incomplete,
+                "{cut}"
+            );
         }
         assert!(matches!(parse_head(head.as_bytes()), Head::Complete { .. }));
-        assert_eq!(parse_head(b"\x16\x03\x01 not http\r\n\r\n"), Head::Invalid(400));
+        assert_eq!(
+            parse_head(b"\x16\x03\x01 not http\r\n\r\n"),
+            Head::Invalid(400)
+        );
         let long = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD));
         assert_eq!(parse_head(long.as_bytes()), Head::Invalid(431));
         let many: String = (0..40).map(|i| format!("X-{i}: y\r\n")).collect();
@@ -278,10 +295,19 @@ mod tests {
         assert_eq!(route("GET / HTTP/1.1\r\n\r\n", &same), Route::Page);
         assert_eq!(route("GET /?x=1 HTTP/1.1\r\n\r\n", &same), Route::Page);
         assert_eq!(route("GET /healthz HTTP/1.1\r\n\r\n", &same), Route::Health);
-        assert_eq!(route("HEAD /healthz HTTP/1.0\r\n\r\n", &same), Route::Health);
+        assert_eq!(
+            route("HEAD /healthz HTTP/1.0\r\n\r\n", &same),
+            Route::Health
+        );
         assert_eq!(route("GET /nope HTTP/1.1\r\n\r\n", &same), Route::NotFound);
-        assert_eq!(route("POST / HTTP/1.1\r\n\r\n", &same), Route::MethodNotAllowed);
-        assert_eq!(route("GET /ws HTTP/1.1\r\n\r\n", &same), Route::UpgradeRequired);
+        assert_eq!(
+            route("POST / HTTP/1.1\r\n\r\n", &same),
+            Route::MethodNotAllowed
+        );
+        assert_eq!(
+            route("GET /ws HTTP/1.1\r\n\r\n", &same),
+            Route::UpgradeRequired
+        );
         assert_eq!(
             route(&upgrade(""), &same),
             Route::Upgrade {
@@ -303,7 +329,10 @@ mod tests {
         assert_eq!(route(&other, &same), Route::Forbidden);
         let listed = Origins::Listed(vec!["https://EVIL.example/".into()]);
         assert!(matches!(route(&other, &listed), Route::Upgrade { .. }));
-        assert!(matches!(route(&other, &Origins::Any), Route::Upgrade { .. }));
+        assert!(matches!(
+            route(&other, &Origins::Any),
+            Route::Upgrade { .. }
+        ));
         // A page of another port of the same host is another origin.
         let other_port = upgrade("Origin: http://chat.example:9090\r\n");
         assert_eq!(route(&other_port, &same), Route::Forbidden);

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{
-    call_robot, Conversation, LinkReport, RateLimit, Request, Robot, RobotError, RobotReport,
+    call_robot, deadline_after, Conversation, LinkReport, RateLimit, Request, Robot, RobotError,
+    RobotReport,
 };
 
 /// How often, at most, one kind of failure of a link is logged (the log never says what users
@@ -140,7 +141,7 @@ impl FallbackChain {
                     failures + 1
                 );
                 Breaker::Open {
-                    until: Instant::now() + self.cool_down,
+                    until: deadline_after(Instant::now(), self.cool_down),
                 }
             }
             (Breaker::Probing, true) => {
@@ -148,7 +149,7 @@ impl FallbackChain {
                     "robot {name} still fails ({reason}); skipping it for {cool_down} s more"
                 );
                 Breaker::Open {
-                    until: Instant::now() + self.cool_down,
+                    until: deadline_after(Instant::now(), self.cool_down),
                 }
             }
             // Another message's call failed after the breaker opened: the cool-down stands.
@@ -370,6 +371,14 @@ mod tests {
         let report = chain.report();
         assert!(!report.links[0].open);
         assert_eq!((report.links[0].answered, report.links[0].failed), (2, 4));
+    }
+
+    #[test]
+    fn a_cool_down_too_long_for_the_clock_means_for_good() {
+        let chain = FallbackChain::new(vec![Arc::new(Down("x")), Arc::new(EchoRobot)])
+            .with_breaker(1, Duration::MAX);
+        assert_eq!(chain.reply("u", "hi"), Ok("hi".to_owned()));
+        assert!(chain.report().links[0].open);
     }
 
     #[test]

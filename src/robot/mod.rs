@@ -252,6 +252,13 @@ impl<R: Robot + ?Sized> Robot for Box<R> {
     }
 }
 
+/// `now + after`, or a time so far ahead that it never comes if that does not fit an `Instant`
+/// (a library user may give `Duration::MAX` for "no limit").
+pub(crate) fn deadline_after(now: Instant, after: std::time::Duration) -> Instant {
+    now.checked_add(after)
+        .unwrap_or_else(|| now + std::time::Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 /// Calls `robot`, turning a panic inside it into a [`RobotError`], so that a faulty robot costs
 /// one error line and never a worker thread or the event loop.
 pub(crate) fn call_robot(robot: &dyn Robot, request: &Request<'_>) -> Result<String, RobotError> {

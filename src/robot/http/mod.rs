@@ -239,7 +239,7 @@ impl Client {
         F: Fn(&Limits) -> Result<Response<Body>, ureq::Error>,
     {
         let start = Instant::now();
-        let own = start + self.options.timeout;
+        let own = super::deadline_after(start, self.options.timeout);
         let deadline = deadline.map_or(own, |asked| asked.min(own));
         let budget = deadline.saturating_duration_since(start);
         if budget.is_zero() {

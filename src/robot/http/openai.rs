@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::history::{History, Limits, Turn};
 use super::{join_url, json_str, scrub, Client, Exchange, HttpOptions, DEFAULT_OPENAI_URL};
-use crate::robot::{Conversation, Request, Robot, RobotError, RobotReport};
+use crate::robot::{deadline_after, Conversation, Request, Robot, RobotError, RobotReport};
 
 /// The API path, as shown in error messages.
 const PATH: &str = "/chat/completions";
@@ -167,7 +167,7 @@ impl OpenAiRobot {
         let bearer = self.config.key.as_ref().map(|key| format!("Bearer {key}"));
         let exchange = self
             .client
-            .exchange(Some(Instant::now() + limit), |limits| {
+            .exchange(Some(deadline_after(Instant::now(), limit)), |limits| {
                 let mut request = limits.apply(self.client.agent().get(&url));
                 if let Some(bearer) = &bearer {
                     request = request.header("Authorization", bearer);
@@ -312,7 +312,7 @@ impl Robot for OpenAiRobot {
     fn answer(&self, request: &Request<'_>) -> Result<String, RobotError> {
         let conversation = &request.conversation;
         // One budget for the first request and any retry with fewer turns.
-        let own = Instant::now() + self.client.timeout();
+        let own = deadline_after(Instant::now(), self.client.timeout());
         let deadline = request.deadline.map_or(own, |asked| asked.min(own));
         // The history lock is taken and released here, before the network calls.
         let mut turns = self.history.recent(conversation);
