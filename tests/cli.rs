@@ -441,6 +441,12 @@ fn help_answers_questions_and_bad_flags_are_explained() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown robot"));
+    let out = Command::new(robochat_bin())
+        .args(["serve", "--robot", "echo,embedded,echo"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("names echo twice"));
 }
 
 /// Runs `robochat ARGS` to the end; returns (exit code, stdout, stderr).

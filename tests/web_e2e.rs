@@ -292,7 +292,7 @@ fn a_dead_model_is_skipped_by_everyone_after_three_failures_then_probed_back() {
             "--robot-timeout",
             "0.5",
             "--breaker-cooldown",
-            "2",
+            "4",
             "--workers",
             "4",
         ],
@@ -316,7 +316,8 @@ fn a_dead_model_is_skipped_by_everyone_after_three_failures_then_probed_back() {
     assert_eq!(api.requests().len(), 3, "no call while the breaker is open");
     // Back up: after the cool-down, one message probes the model and it answers again.
     api.push(completion("I am back"));
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    // (4 s from the third failure: room for the twelve on a slow machine.)
+    std::thread::sleep(std::time::Duration::from_millis(4100));
     assert_eq!(client.ask("bob", "hello?"), "I am back");
     server.wait_for_log("robot openai answers again");
 }
@@ -370,4 +371,42 @@ fn max_tokens_and_temperature_go_to_the_model() {
     let sent = api.requests()[1].json();
     assert_eq!(sent["max_tokens"].as_u64(), Some(512));
     assert!(sent.get("temperature").is_none());
+}
+
+#[test]
+fn a_message_that_waited_for_the_model_is_answered_by_the_next_robot_in_time() {
+    // One worker; the model takes 1 s of a 1.5 s budget for each message. Two people at once:
+    // the second waits 1 s for the worker, and its call, with 0.5 s left, times out; the
+    // embedded robot answers it within the budget, and the model goes on answering. (That
+    // such failures do not count against the model's breaker is tested in robot::chain.)
+    let slow = || completion("in time").delay(std::time::Duration::from_millis(1000));
+    let api = FakeHttp::start((0..12).map(|_| slow()).collect());
+    let server = serve_openai(
+        &api,
+        &[
+            "--robot-timeout",
+            "1.5",
+            "--workers",
+            "1",
+            "--breaker-cooldown",
+            "60",
+        ],
+    );
+    for round in 0..3 {
+        let mut first = Client::connect(server.addr);
+        let mut second = Client::connect(server.addr);
+        first.send("a::hello\n");
+        second.send("b::hello\n");
+        // Whichever the loop took first, the model answers it; the embedded robot answers the
+        // one that waited.
+        let mut lines = [first.line(), second.line()];
+        lines.sort_by_key(|line| line != "in time");
+        assert_eq!(lines[0], "in time", "round {round}");
+        assert!(
+            lines[1] != "in time" && !lines[1].starts_with("ERR"),
+            "round {round}: {lines:?}"
+        );
+    }
+    let mut client = Client::connect(server.addr);
+    assert_eq!(client.ask("c", "still there?"), "in time");
 }

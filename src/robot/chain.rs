@@ -23,6 +23,25 @@ pub const DEFAULT_BREAKER_FAILURES: u32 = 3;
 /// How long a link is skipped before one message probes it again.
 pub const DEFAULT_BREAKER_COOL_DOWN: Duration = Duration::from_secs(10);
 
+/// The least time worth calling a robot that may block: with less left of a message's budget,
+/// it is passed over for the next robot (a web call could not finish).
+const MIN_CALL: Duration = Duration::from_millis(50);
+
+/// Whether a failure says nothing about a robot's health: it was called with less than half of
+/// the message's budget (the rest went waiting for a worker, or to robots before it) and did not
+/// answer in what was left. A healthy model behind a long queue must not be skipped for that.
+fn starved(
+    request: &Request<'_>,
+    left_at_start: Option<Duration>,
+    result: &Result<String, RobotError>,
+) -> bool {
+    let short = match (left_at_start, request.budget) {
+        (Some(left), Some(budget)) => left < budget / 2,
+        _ => false,
+    };
+    short && matches!(result, Err(RobotError::Unavailable(_)))
+}
+
 /// Asks each robot in turn; the first answer wins. If none answers, the error names them all.
 pub struct FallbackChain {
     links: Vec<Link>,
@@ -39,8 +58,8 @@ struct Link {
     answered: AtomicU64,
     failed: AtomicU64,
     skipped: AtomicU64,
-    /// The time of all its calls, in microseconds.
-    micros: AtomicU64,
+    /// The time of all its calls, in nanoseconds.
+    nanos: AtomicU64,
 }
 
 /// A link's circuit breaker.
@@ -79,7 +98,7 @@ impl FallbackChain {
                 answered: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
                 skipped: AtomicU64::new(0),
-                micros: AtomicU64::new(0),
+                nanos: AtomicU64::new(0),
             })
             .collect();
         FallbackChain {
@@ -159,6 +178,12 @@ impl FallbackChain {
 }
 
 impl Link {
+    /// Adds the time of a call that began at `started`.
+    fn add_time(&self, started: Instant) {
+        let nanos = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Breaker> {
         // Every update is one assignment: a panic cannot leave it half-made.
         self.breaker.lock().unwrap_or_else(PoisonError::into_inner)
@@ -178,16 +203,24 @@ impl Robot for FallbackChain {
         let mut failures = Vec::new();
         for (i, link) in self.links.iter().enumerate() {
             let name = link.robot.name();
+            let blocks = !link.robot.never_blocks();
+            if blocks && request.time_left().is_some_and(|left| left < MIN_CALL) {
+                // Not its fault, and not counted against it.
+                failures.push(format!("{name}: no time was left for it"));
+                continue;
+            }
             if let Pass::Skip = self.pass(link) {
                 link.skipped.fetch_add(1, Ordering::Relaxed);
                 failures.push(format!("{name}: skipped after failing"));
                 continue;
             }
+            let left_at_start = request.time_left();
             let started = Instant::now();
             let result = call_robot(&*link.robot, request);
-            let micros = started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
-            link.micros.fetch_add(micros, Ordering::Relaxed);
-            self.record(link, &result);
+            link.add_time(started);
+            if !starved(request, left_at_start, &result) {
+                self.record(link, &result);
+            }
             match result {
                 Ok(reply) => {
                     link.answered.fetch_add(1, Ordering::Relaxed);
@@ -226,7 +259,9 @@ impl Robot for FallbackChain {
     /// still gets an answer.
     fn answer_late(&self, request: &Request<'_>) -> Option<Result<String, RobotError>> {
         let link = self.links.iter().find(|link| link.robot.never_blocks())?;
+        let started = Instant::now();
         let result = call_robot(&*link.robot, request);
+        link.add_time(started);
         let counter = if result.is_ok() {
             &link.answered
         } else {
@@ -256,7 +291,7 @@ impl Robot for FallbackChain {
                 answered: link.answered.load(Ordering::Relaxed),
                 failed: link.failed.load(Ordering::Relaxed),
                 skipped: link.skipped.load(Ordering::Relaxed),
-                seconds: link.micros.load(Ordering::Relaxed) as f64 / 1e6,
+                seconds: link.nanos.load(Ordering::Relaxed) as f64 / 1e9,
                 open: !matches!(*link.lock(), Breaker::Closed { .. }),
             });
         }
@@ -371,6 +406,41 @@ mod tests {
         let report = chain.report();
         assert!(!report.links[0].open);
         assert_eq!((report.links[0].answered, report.links[0].failed), (2, 4));
+    }
+
+    fn request_with(left: Duration, budget: Duration) -> Request<'static> {
+        Request {
+            deadline: Some(Instant::now() + left),
+            budget: Some(budget),
+            ..Request::new("u", "hi")
+        }
+    }
+
+    #[test]
+    fn a_link_called_with_little_of_the_budget_left_is_not_blamed_for_failing() {
+        let flaky = Arc::new(Flaky::default());
+        let chain = FallbackChain::new(vec![flaky.clone(), Arc::new(EchoRobot)])
+            .with_breaker(3, Duration::from_secs(60));
+        let second = Duration::from_secs(1);
+        // Most of the budget went waiting: five failures, and the link stays in use.
+        for _ in 0..5 {
+            let late = request_with(Duration::from_millis(300), second);
+            assert_eq!(chain.answer(&late), Ok("hi".to_owned()));
+        }
+        assert_eq!(flaky.calls.load(Ordering::Relaxed), 5);
+        assert!(!chain.report().links[0].open);
+        // Too little left to be worth a call: not called at all.
+        let too_late = request_with(Duration::from_millis(10), second);
+        assert_eq!(chain.answer(&too_late), Ok("hi".to_owned()));
+        assert_eq!(flaky.calls.load(Ordering::Relaxed), 5);
+        // Failing with its fair share of the budget counts.
+        for _ in 0..3 {
+            assert_eq!(
+                chain.answer(&request_with(second, second)),
+                Ok("hi".to_owned())
+            );
+        }
+        assert!(chain.report().links[0].open);
     }
 
     #[test]

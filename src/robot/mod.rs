@@ -97,6 +97,9 @@ pub struct Request<'a> {
     /// When an answer stops being of use (the sender's budget, counted from when the message
     /// was queued); `None` for no limit beyond the robot's own.
     pub deadline: Option<Instant>,
+    /// The whole of that budget, of which waiting for a worker (and earlier robots of a chain)
+    /// may have taken some.
+    pub budget: Option<std::time::Duration>,
 }
 
 impl<'a> Request<'a> {
@@ -108,6 +111,7 @@ impl<'a> Request<'a> {
             text,
             conversation: Conversation::User(user.to_owned()),
             deadline: None,
+            budget: None,
         }
     }
 

@@ -24,13 +24,16 @@ impl RateLimit {
         }
     }
 
-    /// Whether an event of `kind` (a fixed description, never a user's words) should be logged
-    /// now; if so, it counts as logged.
+    /// Whether an event described by `kind` (never a user's words) should be logged now; if
+    /// so, it counts as logged. Descriptions that differ only in their numbers ("no answer
+    /// within 0.28 s", "… 0.4 s") are one kind.
     pub fn should_log(&self, kind: &str) -> bool {
         self.should_log_at(kind, Instant::now())
     }
 
     fn should_log_at(&self, kind: &str, now: Instant) -> bool {
+        let kind = without_numbers(kind);
+        let kind = kind.as_str();
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((_, at)) = last.iter_mut().find(|(k, _)| k == kind) {
             if now.saturating_duration_since(*at) < self.every {
@@ -47,6 +50,19 @@ impl RateLimit {
         last.push((kind.to_owned(), now));
         true
     }
+}
+
+/// `text` without its numbers (digits, and a decimal point before a digit).
+fn without_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let decimal_point = c == '.' && chars.peek().is_some_and(char::is_ascii_digit);
+        if !c.is_ascii_digit() && !decimal_point {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -66,11 +82,22 @@ mod tests {
     }
 
     #[test]
+    fn descriptions_that_differ_only_in_numbers_are_one_kind() {
+        let limit = RateLimit::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        assert!(limit.should_log_at("no answer within 0.281 s", t0));
+        assert!(!limit.should_log_at("no answer within 0.397 s", t0));
+        assert!(!limit.should_log_at("no answer within 10 s", t0));
+        assert!(limit.should_log_at("connection refused. Is it running?", t0));
+        assert_eq!(without_numbers("v1.2 took 0.5 s. Done"), "v took  s. Done");
+    }
+
+    #[test]
     fn the_kinds_remembered_are_bounded() {
         let limit = RateLimit::new(Duration::from_secs(60));
         let t0 = Instant::now();
-        for i in 0..1000 {
-            assert!(limit.should_log_at(&format!("kind {i}"), t0));
+        for i in 0..100 {
+            assert!(limit.should_log_at(&format!("kind {}", "x".repeat(i)), t0));
         }
         assert_eq!(limit.last.lock().unwrap().len(), KINDS);
     }

@@ -273,6 +273,7 @@ impl Dispatcher {
                 text,
                 conversation,
                 deadline,
+                budget: self.config.robot_timeout,
             };
             let result = call_robot(&*self.config.robot, &request);
             let took = started.elapsed();
@@ -291,6 +292,7 @@ impl Dispatcher {
             text: text.to_owned(),
             conversation,
             deadline,
+            budget: self.config.robot_timeout,
         };
         match link.submit(job) {
             Ok(()) => {

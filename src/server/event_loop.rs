@@ -436,7 +436,9 @@ impl EventLoop {
             let id = ConnId::from_ticket(completion.ticket);
             let Some(conn) = find(&mut self.conns, id).filter(|c| c.lookup_in_flight()) else {
                 // The connection closed while its lookup was in flight: the answer has nobody
-                // to go to, and must not go to whoever holds the slot now.
+                // to go to, and must not go to whoever holds the slot now. What the robot added
+                // to the conversation after it was forgotten at the close goes too.
+                self.forget_conversation(id);
                 continue;
             };
             self.dispatch.deliver(conn, completion.result);
@@ -444,6 +446,16 @@ impl EventLoop {
         }
         for id in answered {
             self.serve(id);
+        }
+    }
+
+    /// Makes the robot forget the conversation of a connection that has closed (its answer in
+    /// flight, if any, forgets it again when it comes).
+    fn forget_conversation(&self, id: ConnId) {
+        let config = &self.dispatch.config;
+        if config.history_scope == HistoryScope::Connection {
+            let conversation = Conversation::Connection(id.conversation(self.index));
+            config.robot.end_conversation(&conversation);
         }
     }
 
@@ -513,13 +525,7 @@ impl EventLoop {
         if conn.lookup_in_flight() {
             self.dispatch.lookups_in_flight -= 1; // its answer will be dropped when it comes
         }
-        let config = &self.dispatch.config;
-        if config.history_scope == HistoryScope::Connection {
-            // What the robot remembers of this conversation goes with it. (An answer still in
-            // flight may add a turn after this; the robot's memory bound takes care of that.)
-            let conversation = Conversation::Connection(id.conversation(index));
-            config.robot.end_conversation(&conversation);
-        }
+        self.forget_conversation(id);
         // A file descriptor is free again: if accepting was paused for lack of them, retry.
         if self.accept_paused_until.is_some() {
             self.accept_paused_until = Some(Instant::now());

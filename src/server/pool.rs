@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
@@ -42,6 +42,8 @@ pub(super) struct Job {
     pub conversation: Conversation,
     /// Past this, the message is answered without calling the robot.
     pub deadline: Option<Instant>,
+    /// The whole budget that the deadline ends.
+    pub budget: Option<Duration>,
 }
 
 /// What a user is told when their message waited for a worker past its deadline.
@@ -287,17 +289,19 @@ impl Worker {
                     text: &job.text,
                     conversation: job.conversation,
                     deadline: job.deadline,
+                    budget: job.budget,
                 };
                 let result = if job.deadline.is_some_and(|deadline| deadline <= started) {
                     // Its sender's budget went in the queue: a robot that would make them wait
                     // is not called (it would only make the next messages later still).
                     stats.expired.fetch_add(1, Ordering::Relaxed);
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         self.robot.answer_late(&request)
-                    }))
-                    .ok()
-                    .flatten()
-                    .unwrap_or_else(|| Err(RobotError::Rejected(EXPIRED.to_owned())))
+                    })) {
+                        Ok(Some(result)) => result,
+                        Ok(None) => Err(RobotError::Rejected(EXPIRED.to_owned())),
+                        Err(_) => Err(RobotError::Failed("it crashed (panicked)".into())),
+                    }
                 } else {
                     stats.busy.fetch_add(1, Ordering::Relaxed);
                     let result = call_robot(&*self.robot, &request);
@@ -354,6 +358,7 @@ mod tests {
             text: text.to_owned(),
             conversation: Conversation::Connection(ticket),
             deadline,
+            budget: deadline.map(|_| Duration::from_millis(50)),
         }
     }
 

@@ -140,6 +140,15 @@ pub fn build(spec: &str, settings: &RobotSettings) -> Result<Arc<dyn Robot>, Fai
             "--robot '{spec}' has an empty name; expected names such as openai,embedded"
         )));
     }
+    if let Some(twice) = names
+        .iter()
+        .enumerate()
+        .find_map(|(i, name)| names[..i].contains(name).then_some(name))
+    {
+        return Err(Failure::Usage(format!(
+            "--robot '{spec}' names {twice} twice; a robot answers at most once in a chain"
+        )));
+    }
     if settings.rules.is_some() && !names.contains(&"embedded") {
         return Err(Failure::Usage(
             "--rules applies to the embedded robot, which --robot does not name".into(),

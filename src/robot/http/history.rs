@@ -117,6 +117,15 @@ impl Inner {
     }
 }
 
+/// The bytes a conversation costs besides its turns: its entries, and a username key twice
+/// (in the map and in the age index).
+fn conversation_bytes(conversation: &Conversation) -> usize {
+    match conversation {
+        Conversation::Connection(_) => CONVERSATION_BYTES,
+        Conversation::User(user) => CONVERSATION_BYTES + 2 * user.len(),
+    }
+}
+
 impl History {
     pub fn new(limits: Limits) -> History {
         History {
@@ -170,6 +179,11 @@ impl History {
         };
         let (chars, bytes) = (turn.chars(), turn.bytes());
         let limits = self.limits;
+        if bytes + conversation_bytes(conversation) > limits.memory {
+            // Alone past all the memory there is: keeping it would only evict everyone else.
+            self.forget(conversation);
+            return;
+        }
         let mut inner = self.lock();
         let inner = &mut *inner;
         if inner.conversations.contains_key(conversation) {
@@ -178,13 +192,14 @@ impl History {
             inner.tick += 1;
             let tick = inner.tick;
             inner.by_age.insert(tick, conversation.clone());
-            inner.bytes += CONVERSATION_BYTES;
+            let own = conversation_bytes(conversation);
+            inner.bytes += own;
             inner.conversations.insert(
                 conversation.clone(),
                 Entry {
                     turns: VecDeque::new(),
                     chars: 0,
-                    bytes: CONVERSATION_BYTES,
+                    bytes: own,
                     last_used: tick,
                 },
             );
@@ -332,6 +347,10 @@ mod tests {
         assert!(history.recent(&Conversation::Connection(9_999)).len() == 1);
         assert!(history.recent(&Conversation::Connection(0)).is_empty());
         assert!(history.conversations() < 100);
+        // A turn larger than all the memory is not kept, and evicts nobody.
+        history.push(&Conversation::Connection(1), &"q".repeat(70_000), "a");
+        assert!(history.recent(&Conversation::Connection(1)).is_empty());
+        assert_eq!(history.recent(&Conversation::Connection(9_999)).len(), 1);
     }
 
     #[test]

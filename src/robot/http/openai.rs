@@ -294,10 +294,33 @@ fn error_message(value: &Value) -> Option<&str> {
 /// `exceed_context_size_error` ("exceeds the available context size"), OpenAI's and vLLM's
 /// "maximum context length".
 fn past_context(exchange: &Exchange) -> bool {
-    matches!(exchange.status, 400 | 413)
-        && String::from_utf8_lossy(&exchange.body)
-            .to_ascii_lowercase()
-            .contains("context")
+    if !matches!(exchange.status, 400 | 413) {
+        return false;
+    }
+    let Ok(value) = serde_json::from_slice::<Value>(&exchange.body) else {
+        return false;
+    };
+    let Some(error) = value.get("error") else {
+        return false;
+    };
+    let said = [
+        error_message(&value),
+        json_str(error, "type"),
+        json_str(error, "code"),
+    ];
+    let past = said.into_iter().flatten().any(|text| {
+        let text = text.to_ascii_lowercase();
+        [
+            "exceed_context_size",
+            "context_length_exceeded",
+            "context size",
+            "context length",
+            "context window",
+        ]
+        .iter()
+        .any(|phrase| text.contains(phrase))
+    });
+    past
 }
 
 impl Robot for OpenAiRobot {
@@ -328,9 +351,8 @@ impl Robot for OpenAiRobot {
                 return Err(RobotError::Rejected(TOO_LONG.to_owned()));
             }
             // Drop the older half of the turns (all of them when one is left) and try again,
-            // if the budget allows.
+            // if the budget allows. The history is cut only once an answer shows what fits.
             turns.drain(..turns.len().div_ceil(2));
-            self.history.keep_newest(conversation, turns.len());
             if deadline.saturating_duration_since(Instant::now()) < Duration::from_millis(50) {
                 return Err(self
                     .client
