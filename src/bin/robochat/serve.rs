@@ -37,11 +37,13 @@ Options:
   --robot-timeout SECS     The whole time a message has to be answered, counted from when it is
                            queued for the robot: waiting for a worker, then the web call's
                            connect, send, wait, read and one retry [default: 10]. Past it the
-                           next robot in the chain answers, or the user gets an ERR line; a
-                           message that waited for a worker past it gets one at once
+                           next robot in the chain answers, or the user gets an ERR line. A
+                           message that waited for a worker past it is answered at once, by a
+                           robot of the chain that never blocks (embedded) or an ERR line
   --breaker-cooldown SECS  In a chain such as openai,embedded, a robot that failed 3 times in
                            a row is skipped (the next answers at once) for this long, then one
-                           message tries it again [default: 10]
+                           message tries it again [default: 10]. A failure with less than half
+                           the message's time left (after waiting for a worker) does not count
   --tuling-url URL         Tuling API base [default: http://www.tuling123.com for tuling,
                            http://openapi.tuling123.com for tuling2]
   --openai-url URL         OpenAI-compatible API base, up to /v1
