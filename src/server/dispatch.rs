@@ -262,18 +262,16 @@ impl Dispatcher {
             HistoryScope::Connection => Conversation::Connection(id.conversation(self.loop_index)),
             HistoryScope::User => Conversation::User(user.to_owned()),
         };
-        let deadline = self
-            .config
-            .robot_timeout
-            .map(|budget| Instant::now() + budget);
+        let budget = self.config.robot_timeout;
         if self.inline.has_time() {
             let started = Instant::now();
+            let deadline = budget.map(|budget| started + budget);
             let request = Request {
                 user,
                 text,
                 conversation,
                 deadline,
-                budget: self.config.robot_timeout,
+                budget,
             };
             let result = call_robot(&*self.config.robot, &request);
             let took = started.elapsed();
@@ -286,26 +284,27 @@ impl Dispatcher {
         let Some(link) = &mut self.pool else {
             return; // no pool means everything is answered inline
         };
-        let job = Job {
-            ticket: id.ticket(),
-            user: user.to_owned(),
-            text: text.to_owned(),
-            conversation,
-            deadline,
-            budget: self.config.robot_timeout,
+        // Checked first, so that a message answered busy costs no copies.
+        let submitted = link.has_room() && {
+            let job = Job {
+                ticket: id.ticket(),
+                user: user.to_owned(),
+                text: text.to_owned(),
+                conversation,
+                deadline: budget.map(|budget| Instant::now() + budget),
+                budget,
+            };
+            link.submit(job) != Err(SubmitError::Full)
         };
-        match link.submit(job) {
-            Ok(()) => {
-                conn.lookup_started();
-                self.lookups_in_flight += 1;
-            }
-            Err(SubmitError::Full) => {
-                Metrics::add(&self.metrics.replies_busy, 1);
-                encode_error(
-                    &mut self.out,
-                    &"the robot is busy; please try again in a moment",
-                );
-            }
+        if submitted {
+            conn.lookup_started();
+            self.lookups_in_flight += 1;
+        } else {
+            Metrics::add(&self.metrics.replies_busy, 1);
+            encode_error(
+                &mut self.out,
+                &"the robot is busy; please try again in a moment",
+            );
         }
     }
 
