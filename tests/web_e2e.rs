@@ -28,17 +28,7 @@ fn serve_with_key(args: &[&str]) -> ServeProcess {
 #[test]
 fn the_llm_answers_while_it_is_up_and_the_embedded_robot_when_it_is_down() {
     let api = FakeHttp::start(vec![completion("Hello from the model!\nSecond line.")]);
-    let url = format!("{}/v1", api.url());
-    let server = serve_with_key(&[
-        "--robot",
-        "openai,embedded",
-        "--openai-url",
-        &url,
-        "--model",
-        "test-model",
-        "--robot-timeout",
-        "3",
-    ]);
+    let server = serve_openai(&api, &["--robot-timeout", "3"]);
     let mut client = Client::connect(server.addr);
     assert_eq!(
         client.ask("bob", "hi there"),

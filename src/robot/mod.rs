@@ -208,53 +208,37 @@ impl RobotError {
 
 impl std::error::Error for RobotError {}
 
-impl<R: Robot + ?Sized> Robot for std::sync::Arc<R> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn reply(&self, user: &str, text: &str) -> Result<String, RobotError> {
-        (**self).reply(user, text)
-    }
-    fn never_blocks(&self) -> bool {
-        (**self).never_blocks()
-    }
-    fn answer(&self, request: &Request<'_>) -> Result<String, RobotError> {
-        (**self).answer(request)
-    }
-    fn answer_late(&self, request: &Request<'_>) -> Option<Result<String, RobotError>> {
-        (**self).answer_late(request)
-    }
-    fn end_conversation(&self, conversation: &Conversation) {
-        (**self).end_conversation(conversation)
-    }
-    fn report(&self) -> RobotReport {
-        (**self).report()
-    }
+/// A robot behind a pointer is that robot: every method goes to it.
+macro_rules! forward_robot {
+    ($($pointer:ident)::+) => {
+        impl<R: Robot + ?Sized> Robot for $($pointer)::+<R> {
+            fn name(&self) -> &str {
+                (**self).name()
+            }
+            fn reply(&self, user: &str, text: &str) -> Result<String, RobotError> {
+                (**self).reply(user, text)
+            }
+            fn never_blocks(&self) -> bool {
+                (**self).never_blocks()
+            }
+            fn answer(&self, request: &Request<'_>) -> Result<String, RobotError> {
+                (**self).answer(request)
+            }
+            fn answer_late(&self, request: &Request<'_>) -> Option<Result<String, RobotError>> {
+                (**self).answer_late(request)
+            }
+            fn end_conversation(&self, conversation: &Conversation) {
+                (**self).end_conversation(conversation)
+            }
+            fn report(&self) -> RobotReport {
+                (**self).report()
+            }
+        }
+    };
 }
 
-impl<R: Robot + ?Sized> Robot for Box<R> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn reply(&self, user: &str, text: &str) -> Result<String, RobotError> {
-        (**self).reply(user, text)
-    }
-    fn never_blocks(&self) -> bool {
-        (**self).never_blocks()
-    }
-    fn answer(&self, request: &Request<'_>) -> Result<String, RobotError> {
-        (**self).answer(request)
-    }
-    fn answer_late(&self, request: &Request<'_>) -> Option<Result<String, RobotError>> {
-        (**self).answer_late(request)
-    }
-    fn end_conversation(&self, conversation: &Conversation) {
-        (**self).end_conversation(conversation)
-    }
-    fn report(&self) -> RobotReport {
-        (**self).report()
-    }
-}
+forward_robot!(std::sync::Arc);
+forward_robot!(Box);
 
 /// `now + after`, or a time so far ahead that it never comes if that does not fit an `Instant`
 /// (a library user may give `Duration::MAX` for "no limit").

@@ -258,18 +258,15 @@ impl Dispatcher {
     /// is handed over with the rest of the loop's turn, by [`hand_over`](Dispatcher::hand_over)).
     fn ask_robot(&mut self, conn: &mut Conn, id: ConnId, user: &str, text: &str) {
         Metrics::add(&self.metrics.messages, 1);
-        let conversation = match self.config.history_scope {
-            HistoryScope::Connection => Conversation::Connection(id.conversation(self.loop_index)),
-            HistoryScope::User => Conversation::User(user.to_owned()),
-        };
         let budget = self.config.robot_timeout;
+        let scope = self.config.history_scope;
         if self.inline.has_time() {
             let started = Instant::now();
             let deadline = budget.map(|budget| started + budget);
             let request = Request {
                 user,
                 text,
-                conversation,
+                conversation: conversation(scope, id, self.loop_index, user),
                 deadline,
                 budget,
             };
@@ -290,7 +287,7 @@ impl Dispatcher {
                 ticket: id.ticket(),
                 user: user.to_owned(),
                 text: text.to_owned(),
-                conversation,
+                conversation: conversation(scope, id, self.loop_index, user),
                 deadline: budget.map(|budget| Instant::now() + budget),
                 budget,
             };
@@ -362,5 +359,13 @@ impl Dispatcher {
             cut if cut.len() == line.len() => line,
             cut => cut.to_owned(),
         }
+    }
+}
+
+/// The conversation a message of connection `id` (of loop `loop_index`) belongs to.
+fn conversation(scope: HistoryScope, id: ConnId, loop_index: usize, user: &str) -> Conversation {
+    match scope {
+        HistoryScope::Connection => Conversation::Connection(id.conversation(loop_index)),
+        HistoryScope::User => Conversation::User(user.to_owned()),
     }
 }

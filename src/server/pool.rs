@@ -362,6 +362,20 @@ mod tests {
         }
     }
 
+    /// Waits for `n` answers, each wake of the loop's waker taking what has come; by ticket.
+    fn answers(poll: &mut Poll, link: &mut PoolLink, n: usize) -> Vec<Completion> {
+        let mut answered = Vec::new();
+        let mut events = Events::with_capacity(8);
+        while answered.len() < n {
+            poll.poll(&mut events, Some(Duration::from_secs(10)))
+                .unwrap();
+            assert!(!events.is_empty(), "no wake within 10 s");
+            answered.extend(link.take_completions());
+        }
+        answered.sort_by_key(|c| c.ticket);
+        answered
+    }
+
     fn one_loop(robot: Arc<dyn Robot>, workers: usize, queue: usize) -> (Poll, PoolLink) {
         let poll = Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), Token(7)).unwrap());
@@ -376,15 +390,7 @@ mod tests {
             link.submit(job(i, &format!("m{i}"), None)).unwrap();
         }
         link.hand_over();
-        let mut answered = Vec::new();
-        let mut events = Events::with_capacity(8);
-        while answered.len() < 50 {
-            poll.poll(&mut events, Some(Duration::from_secs(10)))
-                .unwrap();
-            assert!(!events.is_empty(), "no wake within 10 s");
-            answered.extend(link.take_completions());
-        }
-        answered.sort_by_key(|c| c.ticket);
+        let answered = answers(&mut poll, &mut link, 50);
         for (i, c) in answered.iter().enumerate() {
             assert_eq!(c.ticket, i as u64);
             assert_eq!(c.result.as_deref(), Ok(format!("m{i}").as_str()));
@@ -467,15 +473,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         release_tx.send(()).unwrap(); // job 1 ends only after job 2's deadline
-        let mut answered = Vec::new();
-        let mut events = Events::with_capacity(8);
-        while answered.len() < 2 {
-            poll.poll(&mut events, Some(Duration::from_secs(10)))
-                .unwrap();
-            assert!(!events.is_empty(), "no wake within 10 s");
-            answered.extend(link.take_completions());
-        }
-        answered.sort_by_key(|c| c.ticket);
+        let answered = answers(&mut poll, &mut link, 2);
         assert_eq!(answered[0].result.as_deref(), Ok("first"));
         assert_eq!(
             answered[1].result,

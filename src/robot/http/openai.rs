@@ -11,6 +11,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use ureq::RequestBuilder;
 
 use super::history::{History, Limits, Turn};
 use super::{join_url, json_str, scrub, Client, Exchange, HttpOptions, DEFAULT_OPENAI_URL};
@@ -146,16 +147,20 @@ impl OpenAiRobot {
     /// One request with these turns, within what is left until `deadline`.
     fn send(&self, turns: &[Turn], text: &str, deadline: Instant) -> Result<Exchange, RobotError> {
         let body = self.request_body(turns, text);
-        let bearer = self.config.key.as_ref().map(|key| format!("Bearer {key}"));
         self.client.exchange(Some(deadline), |limits| {
-            let mut request = limits
+            let request = limits
                 .apply(self.client.agent().post(&self.url))
                 .header("Content-Type", "application/json");
-            if let Some(bearer) = &bearer {
-                request = request.header("Authorization", bearer);
-            }
-            request.send(body.as_bytes())
+            self.with_key(request).send(body.as_bytes())
         })
+    }
+
+    /// `request` with the API key, if there is one, as `Authorization: Bearer KEY`.
+    fn with_key<B>(&self, request: RequestBuilder<B>) -> RequestBuilder<B> {
+        match &self.config.key {
+            Some(key) => request.header("Authorization", format!("Bearer {key}")),
+            None => request,
+        }
     }
 
     /// Asks the API which models it serves (`GET {base}/models`), to catch a mistake before the
@@ -164,15 +169,11 @@ impl OpenAiRobot {
     pub fn check_api(&self, limit: Duration) -> Result<String, String> {
         let url = join_url(&self.config.base_url, "/models");
         let shown = self.client.shown_url();
-        let bearer = self.config.key.as_ref().map(|key| format!("Bearer {key}"));
         let exchange = self
             .client
             .exchange(Some(deadline_after(Instant::now(), limit)), |limits| {
-                let mut request = limits.apply(self.client.agent().get(&url));
-                if let Some(bearer) = &bearer {
-                    request = request.header("Authorization", bearer);
-                }
-                request.call()
+                self.with_key(limits.apply(self.client.agent().get(&url)))
+                    .call()
             })
             .map_err(|error| {
                 format!(
