@@ -76,34 +76,30 @@ impl Metrics {
         if report.links.is_empty() {
             return;
         }
-        let labelled = |value: &dyn Fn(&LinkReport) -> String| -> Vec<String> {
-            report
-                .links
-                .iter()
-                .map(|link| format!("{{robot=\"{}\"}} {}", label_value(&link.name), value(link)))
-                .collect()
+        let by_link = |value: &dyn Fn(&LinkReport) -> u64| -> Vec<(String, u64)> {
+            let labelled = report.links.iter().map(|link| {
+                let labels = format!("{{robot=\"{}\"}}", label_value(&link.name));
+                (labels, value(link))
+            });
+            labelled.collect()
         };
-        let families: [(&str, &str, &str, Vec<String>); 2] = [
-            (
-                "robochat_robot_skipped_total",
-                "counter",
-                "Messages that went past a link of the fallback chain without a call, its circuit \
-                 breaker open.",
-                labelled(&|link| link.skipped.to_string()),
-            ),
-            (
-                "robochat_robot_breaker_open",
-                "gauge",
-                "1 while a link's circuit breaker is open (the link is skipped), else 0.",
-                labelled(&|link| u8::from(link.open).to_string()),
-            ),
-        ];
-        for (name, kind, help, samples) in families {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for sample in samples {
-                let _ = writeln!(out, "{name}{sample}");
-            }
-        }
+        let skipped = by_link(&|link| link.skipped);
+        write_family(
+            out,
+            "robochat_robot_skipped_total",
+            "counter",
+            "Messages that went past a link of the fallback chain without a call, its circuit \
+             breaker open.",
+            &skipped,
+        );
+        let open = by_link(&|link| u64::from(link.open));
+        write_family(
+            out,
+            "robochat_robot_breaker_open",
+            "gauge",
+            "1 while a link's circuit breaker is open (the link is skipped), else 0.",
+            &open,
+        );
         let name = "robochat_robot_link_latency_seconds";
         let _ = writeln!(
             out,
@@ -127,10 +123,7 @@ impl Metrics {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::with_capacity(4096);
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, value) in samples {
-                let _ = writeln!(out, "{name}{labels} {value}");
-            }
+            write_family(&mut out, name, kind, help, samples);
         };
         metric(
             "robochat_connections_open",
@@ -242,6 +235,21 @@ impl Metrics {
         let micros = self.robot.latency_micros.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_sum {}", micros as f64 / 1e6);
         let _ = writeln!(out, "{name}_count {cumulative}");
+    }
+}
+
+/// One metric family: its help and type, then a sample per set of labels (such as
+/// `{robot="echo"}`, or none).
+fn write_family<L: AsRef<str>>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: &[(L, u64)],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{} {value}", labels.as_ref());
     }
 }
 
