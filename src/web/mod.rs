@@ -8,6 +8,10 @@
 
 use base64::Engine as _;
 
+/// The chat page (`GET /`): one self-contained file, HTML, CSS and JavaScript, no external
+/// resources.
+pub const PAGE: &str = include_str!("page.html");
+
 /// The largest request head taken; a longer one is refused (431) without reading on.
 pub const MAX_HEAD: usize = 8 * 1024;
 /// Request headers looked at, at most; a request with more is refused.

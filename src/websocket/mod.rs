@@ -20,6 +20,8 @@
 
 use std::fmt;
 
+pub mod client;
+
 /// The largest payload of a control frame (close, ping, pong).
 pub const MAX_CONTROL_PAYLOAD: usize = 125;
 
@@ -46,6 +48,8 @@ pub enum CloseCode {
     Unsupported,
     /// 1007: a text message that is not UTF-8.
     InvalidData,
+    /// 1008: the client kept breaking the chat's rules (bad messages in a row).
+    Policy,
     /// 1009: a message larger than the server takes.
     TooBig,
 }
@@ -59,6 +63,7 @@ impl CloseCode {
             CloseCode::Protocol => 1002,
             CloseCode::Unsupported => 1003,
             CloseCode::InvalidData => 1007,
+            CloseCode::Policy => 1008,
             CloseCode::TooBig => 1009,
         }
     }
@@ -72,6 +77,7 @@ impl fmt::Display for CloseCode {
             CloseCode::Protocol => "WebSocket protocol error",
             CloseCode::Unsupported => "only text messages are taken",
             CloseCode::InvalidData => "the text is not valid UTF-8",
+            CloseCode::Policy => "too many bad messages in a row",
             CloseCode::TooBig => "the message is too long",
         };
         write!(f, "{why} ({})", self.code())
