@@ -150,6 +150,10 @@ enum Mode {
     /// `Framing::Auto` took this for the tutorial's client: one message per burst, until a
     /// newline shows it is a line client after all.
     DetectedLegacy,
+    /// A connection of the web listener: an HTTP request, then WebSocket frames, each text
+    /// message one message (see [`websocket`](crate::websocket)). Kept here so that a
+    /// connection needs no other mark of what it speaks.
+    WebSocket,
 }
 
 /// The incremental message framer of one connection.
@@ -187,6 +191,26 @@ impl Framer {
             scanned: 0,
             discarding: false,
         }
+    }
+
+    /// A framer for a connection of the web listener, whose messages come in WebSocket frames
+    /// that the caller decodes; `max_line` is the largest message. It frames no lines:
+    /// [`decode`](Framer::decode) must not be given its bytes.
+    pub fn websocket(max_line: usize) -> Self {
+        Framer {
+            mode: Mode::WebSocket,
+            ..Framer::new(Framing::Line, max_line)
+        }
+    }
+
+    /// Whether this is a web listener's connection ([`Framer::websocket`]).
+    pub fn is_websocket(&self) -> bool {
+        self.mode == Mode::WebSocket
+    }
+
+    /// The largest message, in bytes.
+    pub fn max_line(&self) -> usize {
+        self.max_line as usize
     }
 
     /// Whether the framer is inside a line too long to keep, discarding it as it arrives.

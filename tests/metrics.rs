@@ -77,8 +77,14 @@ fn the_counters_move_with_the_traffic() {
     assert_eq!(moved("robochat_messages_total"), 5.0);
     assert_eq!(moved("robochat_replies_total{outcome=\"ok\"}"), 5.0);
     assert_eq!(moved("robochat_replies_total{outcome=\"error\"}"), 1.0);
-    assert_eq!(moved("robochat_connections_accepted_total"), 1.0);
-    assert_eq!(sample(&after, "robochat_connections_open"), 1.0);
+    assert_eq!(
+        moved("robochat_connections_accepted_total{transport=\"line\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(&after, "robochat_connections_open{transport=\"line\"}"),
+        1.0
+    );
     assert_eq!(
         moved("robochat_robot_calls_total{robot=\"echo\",outcome=\"ok\"}"),
         5.0

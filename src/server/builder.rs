@@ -73,6 +73,12 @@ pub(crate) struct Config {
     pub history_scope: HistoryScope,
     /// How long a message may wait for the robot's answer, queue included.
     pub robot_timeout: Option<Duration>,
+    /// Where the web listener listens (the page, `/healthz`, WebSocket): the first address that
+    /// works. Empty: no web listener.
+    pub web: Vec<SocketAddr>,
+    /// The pages, besides the server's own, that may open a WebSocket.
+    #[cfg(feature = "web")]
+    pub origins: crate::web::Origins,
 }
 
 /// Whose conversation a message belongs to, which decides who shares the robot's memory of it
@@ -95,6 +101,8 @@ pub enum HistoryScope {
 pub struct ServerBuilder {
     listen: Vec<SocketAddr>,
     listen_error: Option<String>,
+    #[cfg_attr(not(feature = "web"), allow(dead_code))]
+    web_error: Option<String>,
     /// The first timeout set longer than [`MAX_TIMEOUT`], reported by `build`.
     timeout_too_long: Option<&'static str>,
     /// `None`: [`auto_workers`], decided once the robot and the loops are known.
@@ -107,6 +115,7 @@ impl Default for ServerBuilder {
         ServerBuilder {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 9999))],
             listen_error: None,
+            web_error: None,
             timeout_too_long: None,
             workers: None,
             config: Config {
@@ -137,6 +146,9 @@ impl Default for ServerBuilder {
                 metrics: None,
                 history_scope: HistoryScope::Connection,
                 robot_timeout: None,
+                web: Vec::new(),
+                #[cfg(feature = "web")]
+                origins: crate::web::Origins::SameHost,
             },
         }
     }
@@ -153,6 +165,27 @@ impl ServerBuilder {
             }
             Err(e) => self.listen_error = Some(e.to_string()),
         }
+        self
+    }
+
+    /// Also serves browsers on `addr` (default: not): `GET /` the chat page, `GET /ws` the chat
+    /// over WebSocket (each text message one `USERNAME::TEXT` message, each reply one text
+    /// message), `GET /healthz` for load balancers. A listener of every loop, like the line
+    /// port, with the same robot and limits. [`Server::web_addr`] tells the port.
+    #[cfg(feature = "web")]
+    pub fn web(mut self, addr: impl ToSocketAddrs) -> Self {
+        match addr.to_socket_addrs() {
+            Ok(addrs) => self.config.web = addrs.collect(),
+            Err(e) => self.web_error = Some(e.to_string()),
+        }
+        self
+    }
+
+    /// Which other web pages may open the chat's WebSocket (default: only the server's own
+    /// page, and programs, which send no `Origin`).
+    #[cfg(feature = "web")]
+    pub fn allow_origins(mut self, origins: crate::web::Origins) -> Self {
+        self.config.origins = origins;
         self
     }
 
@@ -325,6 +358,12 @@ impl ServerBuilder {
         if let Some(why) = self.listen_error {
             return Err(BuildError::Address(why));
         }
+        if let Some(problem) = self.web_error {
+            return Err(BuildError::Config {
+                setting: "web",
+                problem,
+            });
+        }
         let mut config = self.config;
         config.workers = self
             .workers
@@ -413,7 +452,7 @@ pub enum BuildError {
     Address(String),
     /// An address could not be bound (in use, not permitted, ...).
     Bind {
-        /// The builder setting it came from: `"listen"` or `"metrics"`.
+        /// The builder setting it came from: `"listen"`, `"web"` or `"metrics"`.
         setting: &'static str,
         /// The address tried last.
         addr: SocketAddr,

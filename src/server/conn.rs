@@ -17,8 +17,10 @@ use slab::Slab;
 
 use super::conn_id::ConnId;
 use super::timers::{Clocks, Ticks, Timeouts, NEVER};
-use crate::protocol::{encode_line, Decoded, Framer};
+use super::transport::Transport;
+use crate::protocol::{Decoded, Framer};
 use crate::proxy_protocol::{self, ProxyHeader, ProxyParse};
+use crate::websocket::{self, CloseCode};
 
 /// Unsent reply bytes past which the connection stops reading (and so stops producing replies)
 /// until the client takes some: a client that never reads cannot grow the server's memory.
@@ -30,6 +32,8 @@ pub(super) const OUTPUT_LIMIT: usize = 16 * 1024;
 pub(super) enum Lifecycle {
     /// With `--proxy-protocol`: the PROXY header has not come yet, and nothing else is framed.
     AwaitingProxyHeader,
+    /// A web listener's connection whose HTTP request head has not all come yet.
+    AwaitingRequest,
     /// Reading messages and answering them.
     Open,
     /// Said goodbye (`exit`, idle, shutdown, too many bad lines): its output is written, nothing
@@ -76,6 +80,11 @@ struct Busy {
     input: Vec<u8>,
     /// Reply bytes not yet written to the socket.
     output: Vec<u8>,
+    /// A WebSocket connection's decoder, between frames (all zero unless a fragmented message
+    /// is under way, as on every connection that has no box).
+    decoder: websocket::Decoder,
+    /// The parts of a fragmented WebSocket message so far.
+    fragments: Vec<u8>,
     /// When the unfinished line began, or `NEVER`.
     line_started: Ticks,
     /// Since when unsent output has made no progress, or `NEVER`.
@@ -89,6 +98,8 @@ impl Busy {
         Box::new(Busy {
             input: Vec::new(),
             output: Vec::new(),
+            decoder: websocket::Decoder::new(),
+            fragments: Vec::new(),
             line_started: NEVER,
             output_stalled: NEVER,
             output_moved: false,
@@ -107,6 +118,7 @@ pub(super) enum Discarded {
 }
 
 impl Conn {
+    /// A new connection; a web listener's has a [`Framer::websocket`].
     pub fn new(
         socket: TcpStream,
         generation: u32,
@@ -114,15 +126,18 @@ impl Conn {
         now: Ticks,
         proxy_header_expected: bool,
     ) -> Conn {
+        let state = if proxy_header_expected {
+            Lifecycle::AwaitingProxyHeader
+        } else if framer.is_websocket() {
+            Lifecycle::AwaitingRequest
+        } else {
+            Lifecycle::Open
+        };
         Conn {
             socket,
             generation,
             framer,
-            state: if proxy_header_expected {
-                Lifecycle::AwaitingProxyHeader
-            } else {
-                Lifecycle::Open
-            },
+            state,
             unread_input: true,
             read_to_wouldblock: false,
             burst_ended: false,
@@ -132,8 +147,18 @@ impl Conn {
             bad_lines: 0,
             last_message: now,
             client: None,
-            // Waiting for the PROXY header runs the line clock, which lives in the box.
-            busy: proxy_header_expected.then(Busy::new),
+            // Waiting for the PROXY header or the request runs the line clock, which lives in
+            // the box.
+            busy: (state != Lifecycle::Open).then(Busy::new),
+        }
+    }
+
+    /// What the connection speaks: which listener it came from.
+    pub fn transport(&self) -> Transport {
+        if self.framer.is_websocket() {
+            Transport::Web
+        } else {
+            Transport::Line
         }
     }
 
@@ -221,7 +246,11 @@ impl Conn {
                     }
                     self.client = Some(Box::new(source));
                 }
-                self.state = Lifecycle::Open;
+                self.state = if self.framer.is_websocket() {
+                    Lifecycle::AwaitingRequest
+                } else {
+                    Lifecycle::Open
+                };
                 // The header's wait is over; the line clock starts again for what follows.
                 busy.line_started = NEVER;
                 let input = std::mem::take(&mut busy.input);
@@ -250,9 +279,13 @@ impl Conn {
 
     // ----- framing -----
 
-    /// Whether what the client sends is still read as messages (or the PROXY header).
+    /// Whether what the client sends is still read as messages (or the PROXY header, or the
+    /// request head).
     fn reads_messages(&self) -> bool {
-        matches!(self.state, Lifecycle::Open | Lifecycle::AwaitingProxyHeader)
+        matches!(
+            self.state,
+            Lifecycle::Open | Lifecycle::AwaitingProxyHeader | Lifecycle::AwaitingRequest
+        )
     }
 
     /// Bytes received and not yet framed.
@@ -308,12 +341,69 @@ impl Conn {
         decoded
     }
 
+    /// The WebSocket frame at the front of `pending` (unmasked in place), or the close code
+    /// that ends the connection. The decoder's state is kept in the box only while a fragmented
+    /// message is under way.
+    pub fn next_websocket_frame<'a>(
+        &mut self,
+        pending: &'a mut [u8],
+    ) -> Result<websocket::Decoded<'a>, CloseCode> {
+        let mut decoder = self
+            .busy
+            .as_ref()
+            .map(|b| b.decoder.clone())
+            .unwrap_or_default();
+        let decoded = decoder.next(pending, self.framer.max_line())?;
+        if let websocket::Decoded::Frame { .. } = decoded {
+            if decoder.in_message() {
+                self.busy.get_or_insert_with(Busy::new).decoder = decoder;
+            } else if let Some(busy) = &mut self.busy {
+                // Between messages: the clock of an unfinished message starts again from
+                // whatever follows.
+                busy.decoder = decoder;
+                busy.line_started = NEVER;
+            }
+        }
+        Ok(decoded)
+    }
+
+    /// Keeps a part of a fragmented WebSocket message (the decoder has checked its size).
+    pub fn add_fragment(&mut self, data: &[u8]) {
+        let busy = self.busy.get_or_insert_with(Busy::new);
+        busy.fragments.extend_from_slice(data);
+    }
+
+    /// Takes the parts of a fragmented message out, to add its last part.
+    pub fn take_fragments(&mut self) -> Vec<u8> {
+        self.busy
+            .as_mut()
+            .map(|b| std::mem::take(&mut b.fragments))
+            .unwrap_or_default()
+    }
+
+    /// The request was a WebSocket upgrade: from now on, its bytes are frames.
+    #[cfg_attr(not(feature = "web"), allow(dead_code))]
+    pub fn upgraded(&mut self) {
+        debug_assert_eq!(self.state, Lifecycle::AwaitingRequest);
+        self.state = Lifecycle::Open;
+        if let Some(busy) = &mut self.busy {
+            busy.line_started = NEVER;
+        }
+    }
+
     /// The client has sent part of a message and is expected to finish it. Bytes that wait
     /// behind a lookup or full output are not the client's delay, and legacy-framed clients
     /// have no partial messages.
     pub fn has_partial_line(&self) -> bool {
         match self.state {
-            Lifecycle::AwaitingProxyHeader => true,
+            Lifecycle::AwaitingProxyHeader | Lifecycle::AwaitingRequest => true,
+            Lifecycle::Open if self.framer.is_websocket() => {
+                !self.blocked()
+                    && self
+                        .busy
+                        .as_ref()
+                        .is_some_and(|b| !b.input.is_empty() || b.decoder.in_message())
+            }
             Lifecycle::Open => {
                 !self.framer.is_legacy()
                     && !self.blocked()
@@ -378,9 +468,20 @@ impl Conn {
         self.busy.as_ref().map_or(0, |b| b.output.len())
     }
 
-    /// Queues `text` as one reply line.
-    pub fn queue_line(&mut self, text: &str) {
-        encode_line(&mut self.busy.get_or_insert_with(Busy::new).output, text);
+    /// Queues `text` as one reply (a line, or a WebSocket text message).
+    pub fn queue_reply(&mut self, text: &str) {
+        let transport = self.transport();
+        transport.reply(&mut self.busy.get_or_insert_with(Busy::new).output, text);
+    }
+
+    /// Queues the last words before closing: `text` and, on WebSocket, a close frame.
+    pub fn queue_goodbye(&mut self, text: &str, code: CloseCode) {
+        let transport = self.transport();
+        transport.goodbye(
+            &mut self.busy.get_or_insert_with(Busy::new).output,
+            text,
+            code,
+        );
     }
 
     /// Sends `bytes` after any output already queued, writing straight away when possible so
@@ -426,6 +527,8 @@ impl Conn {
         self.state = Lifecycle::Closing;
         if let Some(busy) = &mut self.busy {
             busy.input = Vec::new();
+            busy.fragments = Vec::new();
+            busy.decoder = websocket::Decoder::new();
         }
         self.settle();
     }
@@ -442,7 +545,7 @@ impl Conn {
         }
         match self.state {
             Lifecycle::Closing => true,
-            Lifecycle::AwaitingProxyHeader => self.peer_closed,
+            Lifecycle::AwaitingProxyHeader | Lifecycle::AwaitingRequest => self.peer_closed,
             Lifecycle::Open => self.peer_closed && self.input().is_empty(),
             Lifecycle::Lingering => false,
         }
@@ -509,15 +612,17 @@ impl Conn {
                 output_stalled,
                 idle_since: NEVER,
             },
-            Lifecycle::Open | Lifecycle::AwaitingProxyHeader => Clocks {
-                line_started,
-                output_stalled,
-                idle_since: if self.lookup_in_flight {
-                    NEVER
-                } else {
-                    self.last_message
-                },
-            },
+            Lifecycle::Open | Lifecycle::AwaitingProxyHeader | Lifecycle::AwaitingRequest => {
+                Clocks {
+                    line_started,
+                    output_stalled,
+                    idle_since: if self.lookup_in_flight {
+                        NEVER
+                    } else {
+                        self.last_message
+                    },
+                }
+            }
         }
     }
 
@@ -526,7 +631,11 @@ impl Conn {
         let quiet = self.busy.as_ref().is_some_and(|b| {
             b.input.is_empty()
                 && b.output.is_empty()
-                && self.state != Lifecycle::AwaitingProxyHeader
+                && !b.decoder.in_message()
+                && !matches!(
+                    self.state,
+                    Lifecycle::AwaitingProxyHeader | Lifecycle::AwaitingRequest
+                )
                 && !self.framer.is_discarding()
         });
         if quiet {
@@ -623,7 +732,7 @@ mod tests {
         let consumed = decoded.consumed;
         conn.keep_input(input, consumed);
         assert!(conn.busy.is_none(), "nothing in flight: the box is freed");
-        conn.queue_line("a reply");
+        conn.queue_reply("a reply");
         assert!(conn.busy.is_some());
         conn.flush().unwrap();
         assert!(
@@ -657,7 +766,7 @@ mod tests {
         assert!(!conn.wants_read(), "closing, it reads nothing");
         assert!(conn.input().is_empty(), "closing drops unread input");
         assert!(conn.finished(), "closing with nothing queued is finished");
-        conn.queue_line("goodbye");
+        conn.queue_reply("goodbye");
         assert!(!conn.finished(), "not while the goodbye waits");
         conn.flush().unwrap();
         assert!(conn.finished());

@@ -27,6 +27,8 @@ pub const MAX_CONNECTIONS_LIMIT: usize = 1 << KEY_BITS;
 pub(super) const LISTENER: Token = Token(usize::MAX);
 /// The waker's token (robot answers are in), outside the range of connections' tokens.
 pub(super) const WAKER: Token = Token(usize::MAX - 1);
+/// The web listener's token, outside the range of connections' tokens.
+pub(super) const WEB_LISTENER: Token = Token(usize::MAX - 2);
 
 /// One connection of one loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,10 +17,12 @@ use super::conn_id::ConnId;
 use super::metrics::Metrics;
 use super::pool::{Job, PoolLink, SubmitError};
 use super::timers::Ticks;
-use crate::protocol::{encode_error, encode_line, Frame, FrameError, ERROR_PREFIX};
+use super::transport::{self, Transport};
+use crate::protocol::{parse_message, Frame, FrameError, ERROR_PREFIX};
 use crate::robot::RateLimit;
 use crate::robot::{call_robot, Conversation, Request, RobotError};
 use crate::text::cut_to_chars;
+use crate::websocket::{self, CloseCode, Event};
 
 /// Reads one connection may take per loop turn before others get theirs.
 const READS_PER_TURN: usize = 16;
@@ -147,10 +149,10 @@ impl Dispatcher {
                 continue; // nothing more now, or the client closed its side
             };
             Metrics::add(&self.metrics.bytes_in, n);
-            let bytes = &scratch[..n];
+            let bytes = &mut scratch[..n];
             if conn.state() == Lifecycle::AwaitingProxyHeader {
                 conn.take_proxy_header(bytes)?;
-            } else if conn.input().is_empty() {
+            } else if conn.input().is_empty() && conn.state() == Lifecycle::Open {
                 // Framed straight from the scratch buffer: only what cannot be answered yet
                 // is copied into the connection.
                 let used = self.frame_and_answer(conn, id, bytes);
@@ -207,23 +209,69 @@ impl Dispatcher {
         conn.lookup_ended(self.now);
         self.lookups_in_flight -= 1;
         if conn.state() == Lifecycle::Open {
-            conn.queue_line(&self.answer_line(result));
+            conn.queue_reply(&self.answer_line(result));
         }
     }
 
     /// Answers what waits in the connection's input, as far as its state allows.
     fn answer_waiting(&mut self, conn: &mut Conn, id: ConnId) {
-        if self.draining || conn.state() != Lifecycle::Open {
+        if self.draining {
             return;
         }
+        match conn.state() {
+            Lifecycle::Open => {
+                let mut input = conn.take_input();
+                let used = self.frame_and_answer(conn, id, &mut input);
+                conn.keep_input(input, used);
+            }
+            #[cfg(feature = "web")]
+            Lifecycle::AwaitingRequest => self.answer_request(conn),
+            _ => {}
+        }
+    }
+
+    /// Answers a web connection's request once its head has come: the page, `/healthz` or a
+    /// refusal, then closing; or the WebSocket upgrade and the greeting.
+    #[cfg(feature = "web")]
+    fn answer_request(&mut self, conn: &mut Conn) {
+        use super::http::{self, Answer};
         let input = conn.take_input();
-        let used = self.frame_and_answer(conn, id, &input);
-        conn.keep_input(input, used);
+        let answer = http::answer(&input, &self.config.origins);
+        if let Some(status) = answer.status() {
+            self.metrics.http_response(status);
+        }
+        match answer {
+            Answer::Incomplete => conn.keep_input(input, 0),
+            Answer::Close {
+                response,
+                refused_origin,
+                ..
+            } => {
+                if let Some(origin) = refused_origin {
+                    log::info!(
+                        "refused a WebSocket from {} for a page of {origin:?} (allow it with \
+                         --allow-origin)",
+                        conn.peer_name(self.loop_index)
+                    );
+                }
+                self.out.extend_from_slice(&response);
+                conn.close_after_output();
+            }
+            Answer::Upgrade { len, response } => {
+                self.out.extend_from_slice(&response);
+                Transport::Web.reply(&mut self.out, &self.config.greeting);
+                conn.upgraded();
+                conn.keep_input(input, len);
+            }
+        }
     }
 
     /// Takes frames from the front of `pending` and answers them until the connection is
     /// blocked, closing, or needs more bytes. Returns how many bytes were used.
-    fn frame_and_answer(&mut self, conn: &mut Conn, id: ConnId, pending: &[u8]) -> usize {
+    fn frame_and_answer(&mut self, conn: &mut Conn, id: ConnId, pending: &mut [u8]) -> usize {
+        if conn.transport() == Transport::Web {
+            return self.frame_websocket_and_answer(conn, id, pending);
+        }
         let mut used = 0;
         while !self.blocked(conn) && conn.state() == Lifecycle::Open {
             let decoded = conn.next_frame(&pending[used..]);
@@ -238,6 +286,53 @@ impl Dispatcher {
         used
     }
 
+    /// [`frame_and_answer`](Dispatcher::frame_and_answer) for WebSocket frames: each text
+    /// message is one message; pings are answered; a close is echoed; a broken frame closes the
+    /// connection with the RFC's code.
+    fn frame_websocket_and_answer(
+        &mut self,
+        conn: &mut Conn,
+        id: ConnId,
+        pending: &mut [u8],
+    ) -> usize {
+        let mut used = 0;
+        while !self.blocked(conn) && conn.state() == Lifecycle::Open {
+            let event = match conn.next_websocket_frame(&mut pending[used..]) {
+                Ok(websocket::Decoded::NeedMore) => break,
+                Ok(websocket::Decoded::Frame { consumed, event }) => {
+                    used += consumed;
+                    event
+                }
+                Err(code) => {
+                    log::debug!("closing {}: {code}", conn.peer_name(self.loop_index));
+                    transport::close(&mut self.out, code);
+                    conn.close_after_output();
+                    return pending.len();
+                }
+            };
+            match event {
+                Event::Text { data, fin: false } => conn.add_fragment(data),
+                Event::Text { data, fin: true } => {
+                    let mut message = conn.take_fragments();
+                    if message.is_empty() {
+                        self.answer(conn, id, parse_message(data));
+                    } else {
+                        message.extend_from_slice(data);
+                        self.answer(conn, id, parse_message(&message));
+                    }
+                }
+                Event::Ping(data) => websocket::encode_pong(&mut self.out, data),
+                Event::Pong => {}
+                Event::Close { code, .. } => {
+                    // Echo the client's code, as the RFC asks; then close.
+                    websocket::encode_close(&mut self.out, code.unwrap_or(1000), "");
+                    conn.close_after_output();
+                }
+            }
+        }
+        used
+    }
+
     fn answer(&mut self, conn: &mut Conn, id: ConnId, frame: Frame<'_>) {
         conn.frame_came(
             self.now,
@@ -246,7 +341,9 @@ impl Dispatcher {
         match frame {
             Frame::Message { user, text } => self.ask_robot(conn, id, user, text),
             Frame::Exit => {
-                encode_line(&mut self.out, &self.config.goodbye);
+                let goodbye = &self.config.goodbye;
+                conn.transport()
+                    .goodbye(&mut self.out, goodbye, CloseCode::Normal);
                 conn.close_after_output();
             }
             Frame::Blank => {}
@@ -275,7 +372,7 @@ impl Dispatcher {
             self.inline.spend(took);
             self.metrics.robot.record(result.is_ok(), took);
             let line = self.answer_line(result);
-            encode_line(&mut self.out, &line);
+            conn.transport().reply(&mut self.out, &line);
             return;
         }
         let Some(link) = &mut self.pool else {
@@ -298,7 +395,7 @@ impl Dispatcher {
             self.lookups_in_flight += 1;
         } else {
             Metrics::add(&self.metrics.replies_busy, 1);
-            encode_error(
+            conn.transport().error(
                 &mut self.out,
                 &"the robot is busy; please try again in a moment",
             );
@@ -308,20 +405,19 @@ impl Dispatcher {
     /// An `ERR` line for a bad line; after [`BAD_LINES_IN_A_ROW`] of them, the last one.
     fn answer_bad_line(&mut self, conn: &mut Conn, error: FrameError) {
         Metrics::add(&self.metrics.replies_error, 1);
+        let transport = conn.transport();
         if conn.bad_line_came() < BAD_LINES_IN_A_ROW {
-            encode_error(&mut self.out, &error);
+            transport.error(&mut self.out, &error);
             return;
         }
         // Answering garbage without end would only fill the kernel's buffers with error lines
         // (25 times the bytes for a 2-byte bad line): as Redis does with a protocol error, say
         // so once and close.
-        encode_error(
-            &mut self.out,
-            &format_args!(
-                "{error}. That is {BAD_LINES_IN_A_ROW} bad lines in a row; closing the \
-                 connection."
-            ),
+        let last_words = format!(
+            "{ERROR_PREFIX}{error}. That is {BAD_LINES_IN_A_ROW} bad lines in a row; closing the \
+             connection."
         );
+        transport.goodbye(&mut self.out, &last_words, CloseCode::Policy);
         conn.close_after_output();
         log::info!(
             "closing {}: {BAD_LINES_IN_A_ROW} bad lines in a row",

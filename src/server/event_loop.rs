@@ -19,13 +19,15 @@ use slab::Slab;
 
 use super::builder::{Config, HistoryScope};
 use super::conn::{find, Conn, Discarded, Lifecycle};
-use super::conn_id::{ConnId, LISTENER, WAKER};
+use super::conn_id::{ConnId, LISTENER, WAKER, WEB_LISTENER};
 use super::dispatch::{Dispatcher, InlineWork, Turn};
 use super::metrics::Metrics;
 use super::timers::ticks_since;
+use super::transport::Transport;
 use super::LoopParts;
 use crate::protocol::{encode_error, encode_line, Framer};
 use crate::robot::{Conversation, RateLimit};
+use crate::websocket::CloseCode;
 
 /// How often, at most, one kind of robot failure is logged.
 const ROBOT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -52,11 +54,15 @@ pub(super) struct EventLoop {
     poll: Poll,
     /// `None` once shutting down.
     listener: Option<TcpListener>,
+    /// The web listener, if any; `None` once shutting down.
+    web_listener: Option<TcpListener>,
     pub(super) conns: Slab<Conn>,
     scratch: Box<[u8]>,
     pub(super) dispatch: Dispatcher,
     greeting: Box<[u8]>,
     refusal: Box<[u8]>,
+    /// The refusal of a web listener's connection when the server is full: a `503`.
+    web_refusal: Box<[u8]>,
     stop: Arc<AtomicBool>,
     next_generation: u32,
     accept_paused_until: Option<Instant>,
@@ -153,11 +159,13 @@ impl EventLoop {
                 config.max_connections
             ),
         );
+        let web_refusal = http_refusal(config.max_connections);
         let inline = InlineWork::new(config.workers, config.robot.never_blocks());
         EventLoop {
             index,
             poll: parts.poll,
             listener: Some(parts.listener),
+            web_listener: parts.web_listener,
             conns: Slab::new(),
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
             dispatch: Dispatcher {
@@ -174,6 +182,7 @@ impl EventLoop {
             },
             greeting: greeting.into_boxed_slice(),
             refusal: refusal.into_boxed_slice(),
+            web_refusal,
             stop: Arc::clone(stop),
             next_generation: 0,
             accept_paused_until: None,
@@ -222,7 +231,8 @@ impl EventLoop {
             self.dispatch.now = ticks_since(self.started, Instant::now());
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(),
+                    LISTENER => self.accept(Transport::Line),
+                    WEB_LISTENER => self.accept(Transport::Web),
                     WAKER => self.take_completions(),
                     token => {
                         let Some(id) = self.id_of(token) else {
@@ -243,7 +253,9 @@ impl EventLoop {
             }
             for token in std::mem::take(&mut self.rerun) {
                 if token == LISTENER {
-                    self.accept();
+                    self.accept(Transport::Line);
+                } else if token == WEB_LISTENER {
+                    self.accept(Transport::Web);
                 } else if let Some(id) = self.id_of(token) {
                     self.serve(id);
                 }
@@ -253,7 +265,8 @@ impl EventLoop {
                 .is_some_and(|t| Instant::now() >= t)
             {
                 self.accept_paused_until = None;
-                self.accept();
+                self.accept(Transport::Line);
+                self.accept(Transport::Web);
             }
             self.expire_lingering();
             if self.next_sweep.is_some_and(|t| Instant::now() >= t) {
@@ -296,16 +309,20 @@ impl EventLoop {
 
     // ----- accepting -----
 
-    fn accept(&mut self) {
+    fn accept(&mut self, transport: Transport) {
         if self.accept_paused_until.is_some() {
             return;
         }
         for _ in 0..ACCEPTS_PER_TURN {
-            let Some(listener) = &self.listener else {
+            let listener = match transport {
+                Transport::Line => &self.listener,
+                Transport::Web => &self.web_listener,
+            };
+            let Some(listener) = listener else {
                 return;
             };
             match listener.accept() {
-                Ok((socket, addr)) => self.admit(socket, addr),
+                Ok((socket, addr)) => self.admit(socket, addr, transport),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_per_connection_accept_error(&e) => {
@@ -317,7 +334,10 @@ impl EventLoop {
                 }
             }
         }
-        self.rerun.push(LISTENER);
+        self.rerun.push(match transport {
+            Transport::Line => LISTENER,
+            Transport::Web => WEB_LISTENER,
+        });
     }
 
     /// Out of file descriptors (or memory): keep serving the connections we have and try again
@@ -338,14 +358,18 @@ impl EventLoop {
         self.accept_paused_until = Some(now + ACCEPT_PAUSE);
     }
 
-    fn admit(&mut self, mut socket: TcpStream, addr: SocketAddr) {
+    fn admit(&mut self, mut socket: TcpStream, addr: SocketAddr, transport: Transport) {
         let metrics = &self.dispatch.metrics;
         let open = metrics.open.load(Ordering::Relaxed);
         if open >= self.dispatch.config.max_connections {
             log::info!("refused connection from {addr}: the server is full ({open} connections)");
             Metrics::add(&metrics.refused, 1);
-            // Best effort: the line fits in any socket buffer; if not, the close says enough.
-            let _ = io::Write::write(&mut socket, &self.refusal);
+            let refusal = match transport {
+                Transport::Line => &self.refusal,
+                Transport::Web => &self.web_refusal,
+            };
+            // Best effort: it fits in any socket buffer; if not, the close says enough.
+            let _ = io::Write::write(&mut socket, refusal);
             return;
         }
         let entry = self.conns.vacant_entry();
@@ -370,7 +394,10 @@ impl EventLoop {
             log::debug!("cannot set TCP_NODELAY for {addr}: {e}");
         }
         let config = &self.dispatch.config;
-        let framer = Framer::new(config.framing, config.max_line);
+        let framer = match transport {
+            Transport::Line => Framer::new(config.framing, config.max_line),
+            Transport::Web => Framer::websocket(config.max_line),
+        };
         let conn = entry.insert(Conn::new(
             socket,
             id.generation,
@@ -381,11 +408,22 @@ impl EventLoop {
         metrics.open.fetch_add(1, Ordering::Relaxed);
         Metrics::add(&metrics.accepted, 1);
         log::debug!(
-            "loop {} accepted {addr} (connection {}.{})",
+            "loop {} accepted {addr}{} (connection {}.{})",
             self.index,
+            match transport {
+                Transport::Line => "",
+                Transport::Web => " on the web listener",
+            },
             self.index,
-            id.generation
+            id.generation,
         );
+        if transport == Transport::Web {
+            metrics.web_open.fetch_add(1, Ordering::Relaxed);
+            Metrics::add(&metrics.web_accepted, 1);
+            // Greeted once its WebSocket is open; until then, its request is awaited.
+            self.track_timers(id);
+            return;
+        }
         match conn.send(&self.greeting) {
             Ok(sent) => Metrics::add(&metrics.bytes_out, sent),
             Err(e) => {
@@ -459,13 +497,18 @@ impl EventLoop {
         }
     }
 
-    /// Says `notice` as the last line and closes once it is written (idle, shutdown).
-    pub(super) fn say_goodbye(&mut self, id: ConnId, notice: &str) {
+    /// Says `notice` as the last line (and, on WebSocket, closes with `code`), and closes once
+    /// it is written (idle, shutdown). A web connection that has not opened its WebSocket yet is
+    /// only closed.
+    pub(super) fn say_goodbye(&mut self, id: ConnId, notice: &str, code: CloseCode) {
         let Some(conn) = find(&mut self.conns, id) else {
             return;
         };
+        let chatting = conn.transport() == Transport::Line || conn.state() == Lifecycle::Open;
         conn.close_after_output();
-        conn.queue_line(notice);
+        if chatting {
+            conn.queue_goodbye(notice, code);
+        }
         match self.dispatch.flush(&mut self.conns[id.key]) {
             Err(e) => self.close(id, CloseReason::Failed(e)),
             Ok(()) if self.conns[id.key].finished() => self.finish(id),
@@ -522,6 +565,12 @@ impl EventLoop {
         // Dropping the socket closes it, which also removes it from the poll.
         let conn = self.conns.remove(id.key);
         self.dispatch.metrics.open.fetch_sub(1, Ordering::Relaxed);
+        if conn.transport() == Transport::Web {
+            self.dispatch
+                .metrics
+                .web_open
+                .fetch_sub(1, Ordering::Relaxed);
+        }
         if conn.lookup_in_flight() {
             self.dispatch.lookups_in_flight -= 1; // its answer will be dropped when it comes
         }
@@ -540,7 +589,8 @@ impl EventLoop {
             self.conns.len(),
             self.dispatch.lookups_in_flight
         );
-        self.listener = None; // stop accepting; the port is released
+        self.listener = None; // stop accepting; the ports are released
+        self.web_listener = None;
         self.accept_paused_until = None;
         self.dispatch.draining = true;
         Phase::Draining(deadline_after(self.dispatch.config.shutdown_timeout))
@@ -551,7 +601,12 @@ impl EventLoop {
         let ids: Vec<ConnId> = self
             .conns
             .iter()
-            .filter(|(_, c)| matches!(c.state(), Lifecycle::Open | Lifecycle::AwaitingProxyHeader))
+            .filter(|(_, c)| {
+                matches!(
+                    c.state(),
+                    Lifecycle::Open | Lifecycle::AwaitingProxyHeader | Lifecycle::AwaitingRequest
+                )
+            })
             .map(|(key, c)| ConnId {
                 key,
                 generation: c.generation(),
@@ -562,7 +617,7 @@ impl EventLoop {
                 // Past the deadline its answer is no longer awaited.
                 self.dispatch.lookups_in_flight -= 1;
             }
-            self.say_goodbye(id, &notice);
+            self.say_goodbye(id, &notice, CloseCode::GoingAway);
         }
         Phase::Closing(deadline.max(Instant::now() + NOTICE_GRACE))
     }
@@ -574,10 +629,14 @@ impl EventLoop {
                 self.conns.len()
             );
         }
-        self.dispatch
-            .metrics
-            .open
-            .fetch_sub(self.conns.len(), Ordering::Relaxed);
+        let metrics = &self.dispatch.metrics;
+        let web = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.transport() == Transport::Web)
+            .count();
+        metrics.open.fetch_sub(self.conns.len(), Ordering::Relaxed);
+        metrics.web_open.fetch_sub(web, Ordering::Relaxed);
         self.conns.clear();
     }
 }
@@ -617,4 +676,19 @@ fn is_disconnect(e: &io::Error) -> bool {
             | io::ErrorKind::BrokenPipe
             | io::ErrorKind::ConnectionAborted
     )
+}
+
+/// The `503` a web listener's connection gets when the server is full.
+#[cfg(feature = "web")]
+fn http_refusal(max_connections: usize) -> Box<[u8]> {
+    crate::web::text_response(
+        503,
+        &format!("the server is full ({max_connections} connections); try again later"),
+    )
+    .into_boxed_slice()
+}
+
+#[cfg(not(feature = "web"))]
+fn http_refusal(_max_connections: usize) -> Box<[u8]> {
+    Box::default() // there is no web listener
 }

@@ -11,8 +11,14 @@ use crate::robot::{LinkReport, Robot, RobotReport};
 
 /// The server's counters. Loops and workers add to them; the endpoint reads them.
 pub(super) struct Metrics {
+    /// Connections open, of both listeners: `--max-connections` counts them all.
     pub open: AtomicUsize,
     pub accepted: AtomicU64,
+    /// Of those, the web listener's.
+    pub web_open: AtomicUsize,
+    pub web_accepted: AtomicU64,
+    /// The web listener's responses, by status (as in [`HTTP_STATUSES`]).
+    http_responses: [AtomicU64; HTTP_STATUSES.len()],
     pub refused: AtomicU64,
     pub messages: AtomicU64,
     pub replies_ok: AtomicU64,
@@ -31,6 +37,9 @@ impl Metrics {
         Metrics {
             open: AtomicUsize::new(0),
             accepted: AtomicU64::new(0),
+            web_open: AtomicUsize::new(0),
+            web_accepted: AtomicU64::new(0),
+            http_responses: Default::default(),
             refused: AtomicU64::new(0),
             messages: AtomicU64::new(0),
             replies_ok: AtomicU64::new(0),
@@ -125,17 +134,45 @@ impl Metrics {
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
             write_family(&mut out, name, kind, help, samples);
         };
+        let (open, web_open) = (
+            self.open.load(Ordering::Relaxed) as u64,
+            self.web_open.load(Ordering::Relaxed) as u64,
+        );
         metric(
             "robochat_connections_open",
             "gauge",
-            "Connections open now.",
-            &[("", self.open.load(Ordering::Relaxed) as u64)],
+            "Connections open now, by listener: the line port, or the web listener (page \
+             loads and WebSocket chats).",
+            &[
+                ("{transport=\"line\"}", open.saturating_sub(web_open)),
+                ("{transport=\"web\"}", web_open),
+            ],
         );
+        let (accepted, web_accepted) = (get(&self.accepted), get(&self.web_accepted));
         metric(
             "robochat_connections_accepted_total",
             "counter",
-            "Connections accepted.",
-            &[("", get(&self.accepted))],
+            "Connections accepted, by listener.",
+            &[
+                (
+                    "{transport=\"line\"}",
+                    accepted.saturating_sub(web_accepted),
+                ),
+                ("{transport=\"web\"}", web_accepted),
+            ],
+        );
+        let responses: Vec<(String, u64)> = HTTP_STATUSES
+            .iter()
+            .zip(&self.http_responses)
+            .map(|(status, count)| (format!("{{code=\"{status}\"}}"), get(count)))
+            .collect();
+        let responses: Vec<(&str, u64)> = responses.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+        metric(
+            "robochat_http_responses_total",
+            "counter",
+            "The web listener's responses, by status: 101 a WebSocket chat began, 200 the page \
+             or /healthz, 403 a page of another origin refused, others bad requests.",
+            &responses,
         );
         metric(
             "robochat_connections_refused_total",
@@ -235,6 +272,19 @@ impl Metrics {
         let micros = self.robot.latency_micros.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_sum {}", micros as f64 / 1e6);
         let _ = writeln!(out, "{name}_count {cumulative}");
+    }
+}
+
+/// The statuses the web listener answers with.
+const HTTP_STATUSES: [u16; 8] = [101, 200, 400, 403, 404, 405, 426, 431];
+
+impl Metrics {
+    /// Counts one response of the web listener.
+    #[cfg_attr(not(feature = "web"), allow(dead_code))]
+    pub fn http_response(&self, status: u16) {
+        if let Some(at) = HTTP_STATUSES.iter().position(|&s| s == status) {
+            Metrics::add(&self.http_responses[at], 1);
+        }
     }
 }
 

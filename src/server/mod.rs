@@ -7,6 +7,7 @@
 //! - `dispatch`: a connection's bytes → messages → robot answers or jobs → reply lines.
 //! - `conn`: one connection's state and socket I/O; `conn_id`: who a token or a ticket names.
 //! - `timers`: line, send and idle timeouts; `pool`: the worker threads and their channels.
+//! - `transport`: lines or WebSocket messages; `http`: the web listener's answer to a request.
 //! - `listen`: the listening socket; `metrics` and `metrics_endpoint`: counters and `/metrics`.
 
 mod builder;
@@ -14,11 +15,14 @@ mod conn;
 mod conn_id;
 mod dispatch;
 mod event_loop;
+#[cfg(feature = "web")]
+mod http;
 mod listen;
 mod metrics;
 mod metrics_endpoint;
 mod pool;
 mod timers;
+mod transport;
 
 use std::io;
 use std::net::SocketAddr;
@@ -35,7 +39,7 @@ pub use builder::{
     DEFAULT_BLOCKING_WORKERS, DEFAULT_GREETING, DEFAULT_SEND_BUFFER,
 };
 pub use conn_id::MAX_CONNECTIONS_LIMIT;
-use conn_id::{LISTENER, WAKER};
+use conn_id::{LISTENER, WAKER, WEB_LISTENER};
 use event_loop::EventLoop;
 use metrics::Metrics;
 use metrics_endpoint::MetricsEndpoint;
@@ -47,6 +51,8 @@ pub struct Server {
     /// One per event loop (`loops`), each with its own listener on the shared port.
     loops: Vec<LoopParts>,
     local_addr: SocketAddr,
+    /// The web listener's address, when there is one.
+    web_addr: Option<SocketAddr>,
     stop: Arc<AtomicBool>,
     config: Config,
     metrics: Arc<Metrics>,
@@ -58,6 +64,8 @@ pub struct Server {
 struct LoopParts {
     poll: Poll,
     listener: TcpListener,
+    /// The web listener (the page and WebSocket), when there is one.
+    web_listener: Option<TcpListener>,
     waker: Arc<Waker>,
     /// Its way to the workers; `None` when the robot answers on the loop (`workers(0)`).
     pool: Option<PoolLink>,
@@ -130,6 +138,7 @@ impl Server {
                 listen::listen(local_addr, options).map_err(|e| bind_error(local_addr, e))?;
             loops.push(LoopParts::new(listener)?);
         }
+        let web_addr = bind_web(&config, &mut loops)?;
         let metrics = Arc::new(Metrics::new(Arc::clone(&config.robot), config.workers));
         if config.workers > 0 {
             let wakers: Vec<Arc<Waker>> = loops.iter().map(|l| Arc::clone(&l.waker)).collect();
@@ -159,6 +168,7 @@ impl Server {
         Ok(Server {
             loops,
             local_addr,
+            web_addr,
             stop: Arc::new(AtomicBool::new(false)),
             config,
             metrics,
@@ -169,6 +179,12 @@ impl Server {
     /// The address the server listens on (with the real port when it was asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the web listener (the page and WebSocket), when there is one, with the
+    /// real port when it was asked for port 0.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web_addr
     }
 
     /// The address of the metrics endpoint, when there is one.
@@ -231,6 +247,9 @@ impl Server {
 
     fn log_start(&self) {
         let config = &self.config;
+        if let Some(web) = self.web_addr {
+            log::info!("web chat on http://{web}/ (WebSocket at /ws, health check at /healthz)");
+        }
         log::info!(
             "robochat listening on {} (robot {}, {} workers, {} loop{}, framing {}, up to {} \
              connections)",
@@ -271,8 +290,49 @@ impl LoopParts {
         Ok(LoopParts {
             poll,
             listener,
+            web_listener: None,
             waker,
             pool: None,
         })
     }
+}
+
+/// Binds the web listener of every loop (the first address of `config.web` that works, then the
+/// same port for the others) and registers it; returns its address, or `None` without one.
+fn bind_web(config: &Config, loops: &mut [LoopParts]) -> Result<Option<SocketAddr>, BuildError> {
+    if config.web.is_empty() {
+        return Ok(None);
+    }
+    let options = config.listen_options();
+    let bind_error = |addr, error| BuildError::Bind {
+        setting: "web",
+        addr,
+        error,
+    };
+    let mut addr = None;
+    let mut last_error = None;
+    for parts in loops.iter_mut() {
+        let mut listener = match addr {
+            // The other loops take the port the first one got.
+            Some(addr) => listen::listen(addr, options).map_err(|e| bind_error(addr, e))?,
+            None => {
+                let bound = config.web.iter().find_map(|&addr| {
+                    listen::listen(addr, options)
+                        .map_err(|e| last_error = Some(bind_error(addr, e)))
+                        .ok()
+                });
+                match bound {
+                    Some(listener) => listener,
+                    None => return Err(last_error.expect("at least one address was tried")),
+                }
+            }
+        };
+        addr = Some(listener.local_addr()?);
+        parts
+            .poll
+            .registry()
+            .register(&mut listener, WEB_LISTENER, Interest::READABLE)?;
+        parts.web_listener = Some(listener);
+    }
+    Ok(addr)
 }

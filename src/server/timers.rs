@@ -180,7 +180,7 @@ impl EventLoop {
             Expired::Send => self.close(id, CloseReason::SendTimeout(TICK * timeouts.send)),
             Expired::Idle => {
                 let notice = self.dispatch.config.idle_notice.clone();
-                self.say_goodbye(id, &notice);
+                self.say_goodbye(id, &notice, crate::websocket::CloseCode::Normal);
             }
         }
     }

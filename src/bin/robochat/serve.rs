@@ -8,6 +8,7 @@ use std::time::Duration;
 use robochat::limits::raise_open_file_limit;
 use robochat::server::{HistoryScope, DEFAULT_BACKLOG, DEFAULT_SEND_BUFFER, MAX_TIMEOUT};
 use robochat::signals::TerminationSignals;
+use robochat::web::Origins;
 use robochat::{BuildError, Framing, Server};
 
 use crate::args::{print_text, seconds, value, Bytes, Failure};
@@ -20,10 +21,21 @@ Usage: robochat serve [OPTIONS]
 
 Each client gets a greeting line, then sends lines USERNAME::TEXT and gets one reply line per
 message, in order. `exit` as the text ends the chat. Errors are lines starting with `ERR `.
+With --web, browsers get a chat page, and the same chat over WebSocket.
 
 Options:
   --listen ADDR            Address to listen on [default: 127.0.0.1:9999]
                            (use 0.0.0.0:9999 or [::]:9999 to accept other machines)
+  --web ADDR               Also serve browsers on ADDR, such as 127.0.0.1:8080 [default: none]:
+                           GET / the chat page, GET /ws the chat over WebSocket (each text
+                           message one USERNAME::TEXT message, each reply one text message),
+                           GET /healthz `ok` for load balancers; one request per connection.
+                           Same loops, robot and limits as the line port; --max-line is the
+                           largest message, and --line-timeout the time to send the request
+  --allow-origin URL       A web page elsewhere, such as https://chat.example.com, that may
+                           open the chat's WebSocket (repeatable; `*` for any). Without it only
+                           the server's own page may (and programs, which send no Origin):
+                           any site a visitor has open could otherwise chat in their name
   --robot SPEC             Who answers [default: embedded]. One of
                              embedded  offline rules, Chinese and English (小图)
                              echo      replies with the text unchanged (tests, benchmarks)
@@ -151,6 +163,8 @@ struct Options {
     loops: usize,
     metrics: Option<std::net::SocketAddr>,
     history_scope: HistoryScope,
+    web: Option<String>,
+    allowed_origins: Vec<String>,
 }
 
 fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
@@ -178,10 +192,18 @@ fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
         loops: 1,
         metrics: None,
         history_scope: HistoryScope::Connection,
+        web: None,
+        allowed_origins: Vec::new(),
     };
     while let Some(arg) = parser.next()? {
         match arg {
             Long("listen") => o.listen = value(&mut parser, "listen")?,
+            Long("web") => o.web = Some(value(&mut parser, "web")?),
+            Long("allow-origin") => {
+                let origin: String = value(&mut parser, "allow-origin")?;
+                check_origin(&origin)?;
+                o.allowed_origins.push(origin);
+            }
             Long("robot") => o.robot = value(&mut parser, "robot")?,
             Long("rules") => o.robot_settings.rules = Some(PathBuf::from(parser.value()?)),
             Long("robot-timeout") => {
@@ -305,17 +327,13 @@ pub fn main(parser: lexopt::Parser) -> Result<(), Failure> {
         }
         Err(e) => log::warn!("cannot raise the open-file limit: {e}"),
     }
-    let listen: Vec<std::net::SocketAddr> = o
-        .listen
-        .to_socket_addrs()
-        .map_err(|e| {
-            Failure::Usage(format!(
-                "invalid value '{}' for --listen: {e} (expected an address and port such as \
-                 127.0.0.1:9999, [::]:9999 or localhost:9999)",
-                o.listen
-            ))
-        })?
-        .collect();
+    let listen = addresses_of("listen")(&o.listen)?;
+    let web = o.web.as_deref().map(addresses_of("web")).transpose()?;
+    if web.is_none() && !o.allowed_origins.is_empty() {
+        return Err(Failure::Usage(
+            "--allow-origin is for the web listener: add --web ADDR".into(),
+        ));
+    }
     let mut robot = robots::build(&o.robot, &o.robot_settings)?;
     if o.robot_delay_ms > 0 {
         if o.workers == Some(0) {
@@ -354,6 +372,11 @@ pub fn main(parser: lexopt::Parser) -> Result<(), Failure> {
     if let Some(greeting) = o.greeting {
         builder = builder.greeting(greeting);
     }
+    if let Some(web) = web {
+        builder = builder
+            .web(&web[..])
+            .allow_origins(origins(o.allowed_origins));
+    }
     let server = builder.build().map_err(build_failure)?;
     signals
         .shut_down_on_signal(server.handle())
@@ -385,6 +408,53 @@ fn build_failure(error: BuildError) -> Failure {
             Failure::Runtime(format!("{error}; choose another with {flag}"))
         }
         _ => Failure::Runtime(error.to_string()),
+    }
+}
+
+/// The addresses of `--FLAG ADDR`, resolved once, or a usage error that shows what is expected.
+fn addresses_of(flag: &'static str) -> impl Fn(&str) -> Result<Vec<std::net::SocketAddr>, Failure> {
+    move |addr| {
+        let example = if flag == "web" { 8080 } else { 9999 };
+        Ok(addr
+            .to_socket_addrs()
+            .map_err(|e| {
+                Failure::Usage(format!(
+                    "invalid value '{addr}' for --{flag}: {e} (expected an address and port such \
+                     as 127.0.0.1:{example}, [::]:{example} or localhost:{example})"
+                ))
+            })?
+            .collect())
+    }
+}
+
+/// Checks an `--allow-origin` value: `*`, or what a browser sends as `Origin`, a scheme and a
+/// host (and port), nothing after.
+fn check_origin(origin: &str) -> Result<(), Failure> {
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    let valid = origin == "*"
+        || rest.is_some_and(|host| {
+            !host.is_empty() && !host.trim_end_matches('/').contains(['/', '?', '#', ' '])
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(Failure::Usage(format!(
+            "invalid value '{origin}' for --allow-origin: expected a page's origin such as \
+             https://chat.example.com or http://localhost:3000 (no path), or *"
+        )))
+    }
+}
+
+/// The origins `--allow-origin` allows besides the server's own.
+fn origins(allowed: Vec<String>) -> Origins {
+    if allowed.is_empty() {
+        Origins::SameHost
+    } else if allowed.iter().any(|o| o == "*") {
+        Origins::Any
+    } else {
+        Origins::Listed(allowed)
     }
 }
 
