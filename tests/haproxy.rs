@@ -72,30 +72,66 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A shipped configuration pointed at our loopback backends instead of its example addresses:
-/// the frontend on `frontend`, `checks` as the health checks' timing, the certificate (if it
-/// uses one) in `dir`, and a stats socket in `dir` through which the test asks HAProxy what it
-/// thinks of the servers.
-fn configuration(
-    shipped: &str,
+/// What a test's HAProxy fronts: its ports, and the robochat servers behind them.
+struct Fleet<'a> {
+    /// The chat's frontend (plain or TLS) and the servers' line ports.
     frontend: u16,
-    backends: &[SocketAddr],
-    checks: &str,
-    dir: &TempDir,
-) -> String {
+    backends: &'a [SocketAddr],
+    /// The web frontend (`bind :8080` as shipped) and the servers' web listeners.
+    web_frontend: u16,
+    web_backends: &'a [SocketAddr],
+}
+
+impl<'a> Fleet<'a> {
+    /// Line-protocol servers only (the web backend has none).
+    fn line(frontend: u16, backends: &'a [SocketAddr]) -> Fleet<'a> {
+        Fleet {
+            frontend,
+            backends,
+            web_frontend: free_port(),
+            web_backends: &[],
+        }
+    }
+}
+
+/// A shipped configuration pointed at our loopback backends instead of its example addresses:
+/// the frontends on the fleet's ports, `checks` as the health checks' timing, the certificate
+/// (if it uses one) in `dir`, and a stats socket in `dir` through which the test asks HAProxy
+/// what it thinks of the servers.
+fn configuration(shipped: &str, fleet: &Fleet, checks: &str, dir: &TempDir) -> String {
     let cert = dir.join("robochat.pem");
     let mut config = String::new();
     let (mut binds, mut timings) = (0, 0);
+    let (mut chat_servers, mut web_servers) = (false, false);
     for line in shipped.lines() {
         let trimmed = line.trim_start();
+        // The example servers of each backend give way to the fleet's, listed where they were.
         if trimmed.starts_with("server chat") {
-            continue; // replaced below
+            if !std::mem::replace(&mut chat_servers, true) {
+                for (i, backend) in fleet.backends.iter().enumerate() {
+                    config.push_str(&format!("    server chat{} {backend}\n", i + 1));
+                }
+            }
+            continue;
+        }
+        if trimmed.starts_with("server web") {
+            if !std::mem::replace(&mut web_servers, true) {
+                for (i, backend) in fleet.web_backends.iter().enumerate() {
+                    config.push_str(&format!("    server web{} {backend}\n", i + 1));
+                }
+            }
+            continue;
         }
         let line = if let Some(rest) = trimmed.strip_prefix("bind :") {
             binds += 1;
+            let port = if rest.starts_with("8080") {
+                fleet.web_frontend
+            } else {
+                fleet.frontend
+            };
             let options = rest.trim_start_matches(|c: char| c.is_ascii_digit());
             let options = options.replace(SHIPPED_CERT, cert.to_str().unwrap());
-            format!("    bind 127.0.0.1:{frontend}{options}")
+            format!("    bind 127.0.0.1:{port}{options}")
         } else if trimmed == "maxconn 200000" {
             // The test process may hold far fewer open files than the example allows for.
             "    maxconn 1000".to_owned()
@@ -112,15 +148,11 @@ fn configuration(
             config.push_str(&format!("    stats socket {} mode 600\n", stats.display()));
         }
     }
-    assert_eq!(
-        (binds, timings),
-        (1, 1),
-        "the shipped configuration no longer has one `bind :PORT` and one \
-         `default-server check {SHIPPED_CHECKS}` line: update this test"
+    assert!(
+        chat_servers && binds >= 1 && timings == binds,
+        "the shipped configuration no longer has a `bind :PORT` line, `server chatN` lines and \
+         one `default-server check {SHIPPED_CHECKS}` line per frontend: update this test"
     );
-    for (i, backend) in backends.iter().enumerate() {
-        config.push_str(&format!("    server chat{} {backend}\n", i + 1));
-    }
     config
 }
 
@@ -210,10 +242,15 @@ impl HaProxy {
         haproxy
     }
 
-    /// HAProxy's view of one server of the `robochat` backend, from `show stat`: its status
-    /// (`UP`, `UP 1/2`, `DOWN`…), connection errors (`econ`), redispatches away from it
-    /// (`wredis`) and so on, by column name.
+    /// HAProxy's view of one server (`chat1`, `web1`…) from `show stat`: its status (`UP`,
+    /// `UP 1/2`, `DOWN`…), connection errors (`econ`), redispatches away from it (`wredis`)
+    /// and so on, by column name.
     fn server(&mut self, name: &str) -> HashMap<String, String> {
+        let backend = if name.starts_with("web") {
+            "robochat_web"
+        } else {
+            "robochat"
+        };
         if let Some(status) = self.child.try_wait().unwrap() {
             panic!(
                 "HAProxy exited ({status}):\n{}",
@@ -241,7 +278,7 @@ impl HaProxy {
                     .collect();
                 row
             })
-            .find(|row| row["pxname"] == "robochat" && row["svname"] == name)
+            .find(|row| row["pxname"] == backend && row["svname"] == name)
             .unwrap_or_else(|| panic!("no server {name} in {csv}"))
     }
 
@@ -325,7 +362,12 @@ fn section<'a>(config: &'a str, header: &str) -> Vec<&'a str> {
     let mut body: Vec<&str> = lines
         .take_while(|l| l.is_empty() || l.starts_with(' ') || l.starts_with('#'))
         .collect();
-    while body.last() == Some(&"") {
+    // What follows the last indented line (blank lines, the comment of the next section) is not
+    // this section's.
+    while body
+        .last()
+        .is_some_and(|l| l.is_empty() || l.starts_with('#'))
+    {
         body.pop();
     }
     body
@@ -420,8 +462,7 @@ fn a_fleet_behind_haproxy_sees_real_clients_and_routes_around_a_dead_backend() {
     let frontend = free_port();
     let config = configuration(
         &shipped("haproxy.cfg"),
-        frontend,
-        &[first.addr, second.addr],
+        &Fleet::line(frontend, &[first.addr, second.addr]),
         FAST_CHECKS,
         &dir,
     );
@@ -478,8 +519,7 @@ fn no_new_connection_fails_after_a_backend_dies_before_the_health_check_notices(
     // Health checks ten minutes apart: HAProxy learns of the death only by connecting to it.
     let config = configuration(
         &shipped("haproxy.cfg"),
-        frontend,
-        &[first.addr, second.addr],
+        &Fleet::line(frontend, &[first.addr, second.addr]),
         SLOW_CHECKS,
         &dir,
     );
@@ -528,8 +568,7 @@ fn haproxy_terminates_tls_in_front_of_robochat() {
     let frontend = free_port();
     let config = configuration(
         &shipped("haproxy-tls.cfg"),
-        frontend,
-        &[chat.addr],
+        &Fleet::line(frontend, &[chat.addr]),
         SHIPPED_CHECKS,
         &dir,
     );
