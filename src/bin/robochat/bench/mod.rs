@@ -1,9 +1,10 @@
 //! `robochat bench`: the load generator. It opens idle connections and holds them, measures
 //! what they cost the server, then drives the active connections from a few client threads and
-//! reports throughput, latency percentiles, errors and connect times.
+//! reports throughput, latency percentiles, errors and connect times. Over the line protocol,
+//! or over WebSocket with `--web`.
 //!
 //! - `options`: the flags and `--help`;
-//! - `conn`: one connection's socket, framing and outstanding messages;
+//! - `conn`: one connection's socket, framing (lines or WebSocket) and outstanding messages;
 //! - `worker`: a client thread's event loop and its phases;
 //! - `stats`: counters and histograms, merged over the threads;
 //! - `progress`: the once-a-second line on stderr;

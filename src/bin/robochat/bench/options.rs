@@ -14,7 +14,12 @@ USER::MESSAGE over and over for --warmup + --duration seconds, and prints messag
 latency percentiles, errors and connect times. It only ever connects to --connect.
 
 Options:
-  --connect ADDR             Server address [default: 127.0.0.1:9999]
+  --connect ADDR             Server address: its line port, or its web listener with --web
+                             [default: 127.0.0.1:9999]
+  --web                      Every connection (active and idle) is a WebSocket: an HTTP upgrade
+                             at /ws on --connect (the server's --web address), then the greeting
+                             and each reply are one text message, each message one masked text
+                             frame USER::MESSAGE. Every other flag works the same
   --connections N            Active connections, sending messages [default: 50]
   --idle N                   Extra connections opened first and held idle for the whole run
                              [default: 0]
@@ -29,7 +34,7 @@ Options:
   --message TEXT             Text of each message [default: hello]
   --user NAME                Username sent before each message [default: bench]
   --framing MODE             `line`: messages and replies are lines (robochat); `legacy`: the
-                             tutorial's framing (see below) [default: line]
+                             tutorial's framing (see below); not with --web [default: line]
   --threads N                Client threads, each with its own event loop; connections are
                              spread over them [default: 2, or 1 for a single connection]
   --connect-concurrency N    Connections being opened at once (from connect until greeting),
@@ -58,6 +63,13 @@ loop reached: the report counts the messages due, sent and answered in the measu
 says RATE NOT KEPT when under 99% of them were sent or answered. Then the figures describe a
 server (or a load generator) falling behind, not its capacity.
 
+WebSocket (--web): the upgrade sends no Origin (as a program, not a page, does), and the 101's
+Sec-WebSocket-Accept is checked. A server that is full answers the upgrade 503: a connect
+failure, as an ERR greeting is on the line port. Pings are answered; a close frame from the
+server ends the connection (closed by server), as does a frame a client must refuse (masked,
+binary, over 64 KiB: bad replies). At the end the connections are closed without a close frame,
+as a closed browser tab's are.
+
 Legacy framing (--framing legacy) speaks to the tutorial's server, which reads one recv() as one
 message and sends its greeting and replies without a newline: each message is sent as USER::TEXT
 with no newline, and whatever one read returns is taken as the whole reply. So each connection
@@ -78,7 +90,8 @@ Memory per idle connection: start the server, then
   robochat bench --idle 10000 --connections 10 --server-pid $(pgrep -n -f 'robochat serve')
 and read `server memory` (or server_rss_bytes_per_idle in --json): the growth of the server's
 resident memory from before any connection to after the idle ones are open, divided by --idle.
-Add --idle-message to also see it after each idle connection has sent one message.
+Add --idle-message to also see it after each idle connection has sent one message. With --web
+and --connect at the server's web listener, the same for idle WebSocket connections.
 
 Exit status: 0 when the run completed (whatever the errors), 1 when no connection at all could be
 opened (the report is still printed) or the bench itself failed, 2 for a bad command line.
@@ -92,6 +105,9 @@ pub enum Framing {
     Line,
     /// The tutorial's: no newline sent, one read is one reply.
     Legacy,
+    /// `--web`: an upgrade to WebSocket, then every greeting, message and reply is one text
+    /// message.
+    Web,
 }
 
 impl Framing {
@@ -99,6 +115,7 @@ impl Framing {
         match self {
             Framing::Line => "line",
             Framing::Legacy => "legacy",
+            Framing::Web => "websocket",
         }
     }
 }
@@ -125,6 +142,7 @@ pub struct Options {
     pub message: String,
     pub user: String,
     pub framing: Framing,
+    pub web: bool,
     pub threads: usize,
     pub connect_concurrency: usize,
     pub source_ips: Vec<std::net::IpAddr>,
@@ -133,7 +151,8 @@ pub struct Options {
 }
 
 impl Options {
-    /// The bytes of one message on the wire.
+    /// The bytes of one message on the wire (WebSocket: the text of one message, framed
+    /// with a new mask each time).
     pub fn wire_message(&self) -> Vec<u8> {
         protocol::encode_message(&self.user, &self.message, self.framing == Framing::Line)
     }
@@ -156,6 +175,7 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
         message: "hello".into(),
         user: "bench".into(),
         framing: Framing::Line,
+        web: false,
         threads: 0, // 0: chosen from --connections below
         connect_concurrency: 256,
         source_ips: Vec::new(),
@@ -174,6 +194,7 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
             Long("message") => o.message = value(&mut parser, "message")?,
             Long("user") => o.user = value(&mut parser, "user")?,
             Long("framing") => o.framing = value(&mut parser, "framing")?,
+            Long("web") => o.web = true,
             Long("threads") => o.threads = value(&mut parser, "threads")?,
             Long("connect-concurrency") => {
                 o.connect_concurrency = value(&mut parser, "connect-concurrency")?
@@ -222,6 +243,16 @@ fn check(o: &mut Options) -> Result<(), String> {
                     .into(),
             );
         }
+    }
+    if o.web {
+        if o.framing == Framing::Legacy {
+            return Err(
+                "--web cannot be used with --framing legacy: WebSocket is its own \
+                        framing"
+                    .into(),
+            );
+        }
+        o.framing = Framing::Web;
     }
     if o.connect_concurrency == 0 {
         return Err("--connect-concurrency must be at least 1".into());

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
 
+use robochat::websocket::client::HandshakeError;
+
 use super::conn::{Conn, End, Incoming, Stage, Target};
 use super::options::Framing;
 use super::progress::Progress;
@@ -145,7 +147,7 @@ impl Worker {
                         } else {
                             ""
                         };
-                        format!("no greeting line within {CONNECT_TIMEOUT:?}{hint}")
+                        format!("no greeting within {CONNECT_TIMEOUT:?}{hint}")
                     });
                 }
                 order.pop_front();
@@ -282,7 +284,13 @@ impl Worker {
     /// Starts one connect; returns its index, or counts the failure.
     fn start_connect(&mut self) -> Option<usize> {
         let index = self.conns.len();
-        match Conn::connect(&self.target, index, self.poll.registry(), Token(index)) {
+        match Conn::connect(
+            &self.target,
+            index,
+            self.framing,
+            self.poll.registry(),
+            Token(index),
+        ) {
             Ok(conn) => {
                 self.conns.push(conn);
                 self.connecting += 1;
@@ -346,14 +354,16 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(r.index) else {
             return;
         };
+        // What arrived before an error is read first: a full web listener's 503 is followed by
+        // a reset when the upgrade request reached it after it closed.
+        if r.readable || r.error {
+            let drain = r.hangup || r.error;
+            conn.receive(&mut self.scratch, drain, &mut self.incoming);
+        }
         if r.error {
             if let Some(e) = conn.take_error() {
                 conn.fail(e, &mut self.incoming);
             }
-        }
-        if r.readable || r.error {
-            let drain = r.hangup || r.error;
-            conn.receive(self.framing, &mut self.scratch, drain, &mut self.incoming);
         }
         if r.writable {
             conn.flush(&mut self.incoming);
@@ -376,7 +386,7 @@ impl Worker {
                 Incoming::Refused => {
                     self.connecting -= 1;
                     self.stats.connect_failed(|| {
-                        "the greeting was an ERR line (is the server full?)".into()
+                        "the greeting was an ERR message (is the server full?)".into()
                     });
                 }
                 Incoming::Reply { due, err } => self.on_reply(i, due, err, now),
@@ -393,8 +403,12 @@ impl Worker {
                     } else {
                         self.stats.lost += lost as u64;
                         match why {
-                            End::Overlong => self.stats.protocol_errors += 1,
-                            End::Eof | End::Error(_) => self.stats.closed_by_server += 1,
+                            End::Overlong | End::BadFrame(_) | End::Handshake(_) => {
+                                self.stats.protocol_errors += 1
+                            }
+                            End::Eof | End::Error(_) | End::CloseFrame(_) => {
+                                self.stats.closed_by_server += 1
+                            }
                         }
                         self.connection_gone();
                     }
@@ -494,5 +508,15 @@ fn describe(why: &End) -> String {
         End::Eof => "closed by the server before its greeting".into(),
         End::Error(e) => e.to_string(),
         End::Overlong => "the greeting was longer than 64 KiB".into(),
+        End::Handshake(e @ HandshakeError::Status(503)) => format!("{e} (is the server full?)"),
+        End::Handshake(e @ HandshakeError::Malformed) => {
+            format!("{e} (is --connect the server's web listener?)")
+        }
+        End::Handshake(e) => e.to_string(),
+        End::BadFrame(code) => format!("a frame before the greeting that a client refuses: {code}"),
+        End::CloseFrame(code) => match code {
+            Some(code) => format!("a close frame ({code}) before the greeting"),
+            None => "a close frame before the greeting".into(),
+        },
     }
 }
