@@ -349,6 +349,45 @@ fn a_full_web_listener_is_a_connect_failure() {
 }
 
 #[test]
+fn churn_measures_handshakes_over_lines_and_websocket() {
+    let server = ServeProcess::start(&["--robot", "echo", "--web", "127.0.0.1:0"]);
+    let line = server.addr.to_string();
+    let web = web_addr(&server);
+    let common = [
+        "--churn",
+        "--connections",
+        "3",
+        "--idle",
+        "2",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0.1",
+        "--json",
+    ];
+    for target in [&["--connect", &line][..], &["--web", "--connect", &web]] {
+        let output = bench(&[target, &common[..]].concat());
+        let json = json_of(&output);
+        assert!(output.status.success(), "{json}");
+        assert_eq!(field(&json, "mode"), "\"churn\"", "{json}");
+        assert!(number(&json, "handshakes") > 0.0, "{json}");
+        assert!(number(&json, "handshakes_per_sec") > 0.0, "{json}");
+        assert!(number(&json, "p50_us") >= 1.0, "{json}");
+        assert_eq!(number(&json, "messages"), 0.0, "{json}");
+        assert_eq!(number(&json, "errors"), 0.0, "{json}");
+        assert_eq!(number(&json, "connect_failures"), 0.0, "{json}");
+        assert_eq!(number(&json, "idle_open"), 2.0, "{json}");
+    }
+    let table = bench(&["--web", "--connect", &web, "--churn", "--duration", "0.2"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("handshakes"), "{text}");
+    // Each connection was closed by the server when asked (`exit`, a close frame): no
+    // connection ended in a failure.
+    let log = server.log.lock().unwrap();
+    assert!(!log.iter().any(|line| line.contains("failed")), "{log:#?}");
+}
+
+#[test]
 fn refused_connections_are_counted_not_fatal() {
     let (_socket, port) = refusing_port();
     let addr = format!("127.0.0.1:{port}");
@@ -383,6 +422,7 @@ fn bad_flags_are_usage_errors() {
         &["--duration", "0"],
         &["--framing", "sometimes"],
         &["--web", "--framing", "legacy"],
+        &["--churn", "--rate", "10"],
     ] {
         let output = bench(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
@@ -406,6 +446,7 @@ fn bad_flags_are_usage_errors() {
         "--server-pid",
         "--json",
         "--web",
+        "--churn",
     ] {
         assert!(text.contains(flag), "--help does not mention {flag}");
     }

@@ -35,6 +35,8 @@ pub enum Stage {
     Connecting,
     /// Greeted: messages may be sent.
     Open,
+    /// We asked the server to close (`exit`, a close frame), and wait for it to.
+    Closing,
     /// Gone (its socket is closed).
     Closed,
 }
@@ -50,6 +52,8 @@ pub enum Incoming {
     Reply { due: Instant, err: bool },
     /// A reply with no message outstanding.
     Unexpected,
+    /// The server closed the connection we asked it to close.
+    Closed,
     /// The connection ended, before its greeting if `connecting`, with `lost` messages
     /// outstanding.
     Ended {
@@ -160,6 +164,21 @@ impl Conn {
         Ok(conn)
     }
 
+    /// A slot with no connection in it (yet).
+    pub fn none() -> Conn {
+        Conn {
+            stream: None,
+            stage: Stage::Closed,
+            framing: Framing::Line,
+            started: Instant::now(),
+            partial: Vec::new(),
+            output: Vec::new(),
+            written: 0,
+            outstanding: VecDeque::new(),
+            web: Web::default(),
+        }
+    }
+
     /// Whether part of a line has arrived without its newline (a greeting that never ends is
     /// what the tutorial's server sends to a line-framed client).
     pub fn has_partial_line(&self) -> bool {
@@ -253,6 +272,20 @@ impl Conn {
             .and_then(|s| s.take_error().ok().flatten())
     }
 
+    /// Asks the server to end the connection (WebSocket: a close frame, 1000; lines: `exit`,
+    /// the bytes given) and waits for it to close its side ([`Incoming::Closed`]), reading
+    /// past its answer. So the server closes first, as a browser's closing handshake has it.
+    pub fn start_closing(&mut self, exit: &[u8], out: &mut VecDeque<Incoming>) {
+        if self.framing == Framing::Web {
+            let mask = self.web.mask();
+            client::encode_close(&mut self.output, 1000, mask);
+        } else {
+            self.output.extend_from_slice(exit);
+        }
+        self.stage = Stage::Closing;
+        self.flush(out);
+    }
+
     /// Closes the connection from our side (a WebSocket one without a close frame, as when a
     /// browser's tab is closed); returns how many messages were still outstanding.
     pub fn close(&mut self) -> usize {
@@ -319,6 +352,9 @@ impl Conn {
                 }
                 Err(code) => return self.end(End::BadFrame(code), out),
             };
+            if self.stage == Stage::Closing {
+                continue; // the end of stream after the server's close frame is what counts
+            }
             match frame {
                 Frame::Text { data, fin } => {
                     if !continuing {
@@ -362,13 +398,18 @@ impl Conn {
                 Some(due) => out.push_back(Incoming::Reply { due, err }),
                 None => out.push_back(Incoming::Unexpected),
             },
-            Stage::Closed => {}
+            Stage::Closing | Stage::Closed => {}
         }
     }
 
     fn end(&mut self, why: End, out: &mut VecDeque<Incoming>) {
-        if self.stage == Stage::Closed {
-            return;
+        match self.stage {
+            Stage::Closed => return,
+            Stage::Closing => {
+                self.close();
+                return out.push_back(Incoming::Closed);
+            }
+            Stage::Connecting | Stage::Open => {}
         }
         let connecting = self.stage == Stage::Connecting;
         let lost = self.close();

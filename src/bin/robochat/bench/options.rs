@@ -20,6 +20,11 @@ Options:
                              at /ws on --connect (the server's --web address), then the greeting
                              and each reply are one text message, each message one masked text
                              frame USER::MESSAGE. Every other flag works the same
+  --churn                    Measure handshakes instead of messages: each active connection
+                             connects, waits for its greeting (with --web: upgrade, 101 and
+                             greeting), has the server close it, and connects again, for
+                             --warmup + --duration seconds; reports handshakes per second and
+                             their latency (connect to greeting). Not with --rate
   --connections N            Active connections, sending messages [default: 50]
   --idle N                   Extra connections opened first and held idle for the whole run
                              [default: 0]
@@ -69,6 +74,18 @@ failure, as an ERR greeting is on the line port. Pings are answered; a close fra
 server ends the connection (closed by server), as does a frame a client must refuse (masked,
 binary, over 64 KiB: bad replies). At the end the connections are closed without a close frame,
 as a closed browser tab's are.
+
+Churn (--churn): --connections connections are each, over and over, opened and closed, so that
+many handshakes are under way at once (--connect-concurrency does not apply). After its
+greeting a connection asks the server to close it (USER::exit, or with --web a close frame, as
+a browser's ws.close() does) and waits until it has: the server closes first, as it does when
+it decides, so the TIME_WAIT states are the server's and this side's connects do not slow down
+finding free ports. (With --framing legacy the bench closes instead, right after the greeting.)
+A handshake counts in `handshakes` and the latency percentiles when its connect started after
+the warmup and before the end of --duration, and its greeting came; handshakes/s divides those
+by --duration. Failed ones count in connect failures (and so does a server that has not closed
+10 s after the connect), and their connection starts again. Compare `--churn` at the line port
+with `--churn --web` at the web listener of the same server for the cost of the HTTP upgrade.
 
 Legacy framing (--framing legacy) speaks to the tutorial's server, which reads one recv() as one
 message and sends its greeting and replies without a newline: each message is sent as USER::TEXT
@@ -143,6 +160,7 @@ pub struct Options {
     pub user: String,
     pub framing: Framing,
     pub web: bool,
+    pub churn: bool,
     pub threads: usize,
     pub connect_concurrency: usize,
     pub source_ips: Vec<std::net::IpAddr>,
@@ -155,6 +173,11 @@ impl Options {
     /// with a new mask each time).
     pub fn wire_message(&self) -> Vec<u8> {
         protocol::encode_message(&self.user, &self.message, self.framing == Framing::Line)
+    }
+
+    /// The line that asks the server to close (`--churn`, line framing).
+    pub fn wire_exit(&self) -> Vec<u8> {
+        protocol::encode_message(&self.user, "exit", true)
     }
 }
 
@@ -176,6 +199,7 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
         user: "bench".into(),
         framing: Framing::Line,
         web: false,
+        churn: false,
         threads: 0, // 0: chosen from --connections below
         connect_concurrency: 256,
         source_ips: Vec::new(),
@@ -195,6 +219,7 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
             Long("user") => o.user = value(&mut parser, "user")?,
             Long("framing") => o.framing = value(&mut parser, "framing")?,
             Long("web") => o.web = true,
+            Long("churn") => o.churn = true,
             Long("threads") => o.threads = value(&mut parser, "threads")?,
             Long("connect-concurrency") => {
                 o.connect_concurrency = value(&mut parser, "connect-concurrency")?
@@ -253,6 +278,13 @@ fn check(o: &mut Options) -> Result<(), String> {
             );
         }
         o.framing = Framing::Web;
+    }
+    if o.churn && o.rate.is_some() {
+        return Err(
+            "--churn cannot be used with --rate: each connection opens again as soon \
+                    as it has closed (closed loop)"
+                .into(),
+        );
     }
     if o.connect_concurrency == 0 {
         return Err("--connect-concurrency must be at least 1".into());
