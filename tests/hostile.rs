@@ -262,3 +262,31 @@ fn garbage_is_not_amplified_into_the_kernels_memory() {
         "the kernel holds {queued} bytes of replies for 200 clients"
     );
 }
+
+/// A client that says goodbye and closes at once, without waiting for the server's goodbye, is
+/// an ordinary end of a chat: nothing for the log at `info`, where failures go. Its socket may
+/// be reset by the time the server shuts down its side or discards what is left.
+#[test]
+fn clients_that_leave_right_after_saying_goodbye_are_no_failure() {
+    use robochat::websocket::client::{self, Handshake};
+    let server = ServeProcess::start(&["--robot", "echo", "--web", "127.0.0.1:0"]);
+    let web = common::web_addr(&server);
+    for i in 0..40u8 {
+        let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+        stream.write_all(b"bob::exit\n").unwrap();
+        drop(stream);
+        let mut stream = std::net::TcpStream::connect(web).unwrap();
+        let handshake = Handshake::new([i; 16]);
+        let mut bytes = handshake.request(&web.to_string(), "/ws");
+        client::encode_close(&mut bytes, 1000, [i, 1, 2, 3]);
+        stream.write_all(&bytes).unwrap();
+        drop(stream);
+    }
+    // Every one of them has been served once the server has shut down.
+    server.signal(libc::SIGTERM);
+    let mut server = server;
+    assert_eq!(server.wait(), Some(0));
+    let log = server.log.lock().unwrap();
+    let failures: Vec<&String> = log.iter().filter(|l| l.contains("failed")).collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+}

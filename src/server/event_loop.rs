@@ -109,6 +109,19 @@ pub(super) enum CloseReason {
 }
 
 impl CloseReason {
+    /// Why a read, write or shutdown that failed with `error` ended the connection: the client
+    /// went away (reset, or gone before we wrote or shut down our side), which is ordinary; or
+    /// a real failure.
+    fn of(error: io::Error) -> CloseReason {
+        match error.kind() {
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::NotConnected => CloseReason::Reset,
+            _ => CloseReason::Failed(error),
+        }
+    }
+
     fn log_level(&self) -> log::Level {
         match self {
             CloseReason::Failed(_) | CloseReason::LineTimeout(_) | CloseReason::SendTimeout(_) => {
@@ -427,7 +440,7 @@ impl EventLoop {
         match conn.send(&self.greeting) {
             Ok(sent) => Metrics::add(&metrics.bytes_out, sent),
             Err(e) => {
-                self.close(id, CloseReason::Failed(e));
+                self.close(id, CloseReason::of(e));
                 return;
             }
         }
@@ -447,7 +460,7 @@ impl EventLoop {
                 Ok(Discarded::UntilWouldBlock) => {}
                 Ok(Discarded::Budget) => self.rerun.push(id.token()),
                 Ok(Discarded::UntilClosed) => self.close(id, CloseReason::AfterGoodbye),
-                Err(e) => self.close(id, CloseReason::Failed(e)),
+                Err(e) => self.close(id, CloseReason::of(e)),
             }
             return;
         }
@@ -458,8 +471,7 @@ impl EventLoop {
                 self.rerun.push(id.token());
                 self.track_timers(id);
             }
-            Err(e) if is_disconnect(&e) => self.close(id, CloseReason::Reset),
-            Err(e) => self.close(id, CloseReason::Failed(e)),
+            Err(e) => self.close(id, CloseReason::of(e)),
         }
     }
 
@@ -510,7 +522,7 @@ impl EventLoop {
             conn.queue_goodbye(notice, code);
         }
         match self.dispatch.flush(&mut self.conns[id.key]) {
-            Err(e) => self.close(id, CloseReason::Failed(e)),
+            Err(e) => self.close(id, CloseReason::of(e)),
             Ok(()) if self.conns[id.key].finished() => self.finish(id),
             // The notice waits for the client to read it (under the send timeout).
             Ok(()) => self.track_timers(id),
@@ -534,7 +546,7 @@ impl EventLoop {
             return;
         }
         if let Err(e) = conn.start_lingering() {
-            self.close(id, CloseReason::Failed(e));
+            self.close(id, CloseReason::of(e));
             return;
         }
         self.lingering
@@ -665,16 +677,6 @@ fn is_per_connection_accept_error(e: &io::Error) -> bool {
                 | libc::ENOPROTOOPT
                 | libc::EOPNOTSUPP
         )
-    )
-}
-
-/// The client went away: ordinary, not worth more than a debug line.
-fn is_disconnect(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::ConnectionAborted
     )
 }
 

@@ -400,6 +400,18 @@ fn read_startup(stderr: ChildStderr) -> (SocketAddr, Arc<Mutex<Vec<String>>>, Jo
     (addr, log, thread)
 }
 
+/// The web listener's address of a `robochat serve --web ADDR`, from its start-up log line.
+pub fn web_addr(server: &ServeProcess) -> SocketAddr {
+    server.wait_for_log("web chat on http://");
+    let log = server.log.lock().unwrap();
+    let line = log
+        .iter()
+        .find(|l| l.contains("web chat on http://"))
+        .unwrap();
+    let rest = line.split("web chat on http://").nth(1).unwrap();
+    rest.split('/').next().unwrap().parse().unwrap()
+}
+
 /// A loopback port that refuses connections and that no other test can take while the returned
 /// socket lives: bound, but not listening.
 pub fn refusing_port() -> (std::os::fd::OwnedFd, u16) {
