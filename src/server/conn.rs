@@ -147,9 +147,9 @@ impl Conn {
             bad_lines: 0,
             last_message: now,
             client: None,
-            // Waiting for the PROXY header or the request runs the line clock, which lives in
-            // the box.
-            busy: (state != Lifecycle::Open).then(Busy::new),
+            // Waiting for the PROXY header runs the line clock, which lives in the box. (A
+            // request's clock counts from the accept, `last_message`, until it has a box.)
+            busy: proxy_header_expected.then(Busy::new),
         }
     }
 
@@ -588,7 +588,12 @@ impl Conn {
         if !partial {
             busy.line_started = NEVER;
         } else if busy.line_started == NEVER {
-            busy.line_started = now;
+            // A request has been awaited since the connection came.
+            busy.line_started = if self.state == Lifecycle::AwaitingRequest {
+                self.last_message
+            } else {
+                now
+            };
         }
         let moved = std::mem::take(&mut busy.output_moved);
         if timeouts.send == 0 || busy.output.is_empty() {
@@ -601,10 +606,12 @@ impl Conn {
     /// The clocks as the timeouts read them: the idle clock runs while the connection waits for
     /// its client (not for the robot, not while closing).
     pub fn clocks(&self) -> Clocks {
-        let (line_started, output_stalled) = self
-            .busy
-            .as_ref()
-            .map_or((NEVER, NEVER), |b| (b.line_started, b.output_stalled));
+        let (line_started, output_stalled) = match &self.busy {
+            Some(b) => (b.line_started, b.output_stalled),
+            // Awaiting the request with nothing of it yet: since the accept.
+            None if self.state == Lifecycle::AwaitingRequest => (self.last_message, NEVER),
+            None => (NEVER, NEVER),
+        };
         match self.state {
             Lifecycle::Lingering => Clocks::STOPPED,
             Lifecycle::Closing => Clocks {

@@ -150,15 +150,21 @@ impl Dispatcher {
             };
             Metrics::add(&self.metrics.bytes_in, n);
             let bytes = &mut scratch[..n];
-            if conn.state() == Lifecycle::AwaitingProxyHeader {
-                conn.take_proxy_header(bytes)?;
-            } else if conn.input().is_empty() && conn.state() == Lifecycle::Open {
-                // Framed straight from the scratch buffer: only what cannot be answered yet
-                // is copied into the connection.
-                let used = self.frame_and_answer(conn, id, bytes);
-                conn.append_input(&bytes[used..]);
-            } else {
-                conn.append_input(bytes);
+            // Framed straight from the scratch buffer when nothing waits before them: only what
+            // cannot be answered yet is copied into the connection.
+            let nothing_waits = conn.input().is_empty();
+            match conn.state() {
+                Lifecycle::AwaitingProxyHeader => conn.take_proxy_header(bytes)?,
+                Lifecycle::Open if nothing_waits => {
+                    let used = self.frame_and_answer(conn, id, bytes);
+                    conn.append_input(&bytes[used..]);
+                }
+                #[cfg(feature = "web")]
+                Lifecycle::AwaitingRequest if nothing_waits => {
+                    let used = self.answer_request(conn, bytes);
+                    conn.append_input(&bytes[used.unwrap_or(0)..]);
+                }
+                _ => conn.append_input(bytes),
             }
         }
         self.write_turn(conn)?;
@@ -225,23 +231,27 @@ impl Dispatcher {
                 conn.keep_input(input, used);
             }
             #[cfg(feature = "web")]
-            Lifecycle::AwaitingRequest => self.answer_request(conn),
+            Lifecycle::AwaitingRequest => {
+                let input = conn.take_input();
+                let used = self.answer_request(conn, &input);
+                conn.keep_input(input, used.unwrap_or(0));
+            }
             _ => {}
         }
     }
 
-    /// Answers a web connection's request once its head has come: the page, `/healthz` or a
-    /// refusal, then closing; or the WebSocket upgrade and the greeting.
+    /// Answers a web connection's request once its head, at the start of `pending`, has come:
+    /// the page, `/healthz` or a refusal, then closing; or the WebSocket upgrade and the
+    /// greeting. Returns how many bytes the head took, or `None` if it is not whole yet.
     #[cfg(feature = "web")]
-    fn answer_request(&mut self, conn: &mut Conn) {
+    fn answer_request(&mut self, conn: &mut Conn, pending: &[u8]) -> Option<usize> {
         use super::http::{self, Answer};
-        let input = conn.take_input();
-        let answer = http::answer(&input, &self.config.origins);
+        let answer = http::answer(pending, &self.config.origins);
         if let Some(status) = answer.status() {
             self.metrics.http_response(status);
         }
         match answer {
-            Answer::Incomplete => conn.keep_input(input, 0),
+            Answer::Incomplete => None,
             Answer::Close {
                 response,
                 refused_origin,
@@ -256,12 +266,13 @@ impl Dispatcher {
                 }
                 self.out.extend_from_slice(&response);
                 conn.close_after_output();
+                Some(pending.len())
             }
             Answer::Upgrade { len, response } => {
                 self.out.extend_from_slice(&response);
                 Transport::Web.reply(&mut self.out, &self.config.greeting);
                 conn.upgraded();
-                conn.keep_input(input, len);
+                Some(len)
             }
         }
     }
