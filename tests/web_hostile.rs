@@ -417,6 +417,28 @@ fn a_slowloris_head_is_closed_by_the_line_timeout_while_others_are_served() {
 }
 
 #[test]
+fn a_connection_that_never_sends_its_request_is_closed_by_the_line_timeout() {
+    let (server, web) = serve_web(&["--robot", "echo", "--line-timeout", "1"]);
+    let started = Instant::now();
+    let mut silent = WsClient::connect(web);
+    silent.expect_nothing_then_closed();
+    let after = started.elapsed();
+    assert!(
+        after >= Duration::from_millis(900) && after < Duration::from_secs(5),
+        "closed after {after:?}"
+    );
+    server.wait_for_log("an unfinished line for 1 s");
+    // Once the chat is open, silence is what idle connections do: not closed.
+    let mut chat = WsClient::open(web);
+    assert_eq!(
+        poll_events(chat.stream(), libc::POLLRDHUP, Duration::from_millis(1500)),
+        0,
+        "an idle chat was closed"
+    );
+    assert_eq!(chat.ask("u", "still open"), "still open");
+}
+
+#[test]
 fn a_frame_never_finished_is_closed_by_the_line_timeout() {
     let (server, web) = serve_web(&["--robot", "echo", "--line-timeout", "1"]);
     let mut client = WsClient::open(web);

@@ -251,3 +251,14 @@ fn a_shutdown_says_so_then_closes_with_1001() {
     );
     assert_eq!(server.wait(), Some(0));
 }
+
+#[test]
+#[ignore = "needs Python's websockets package; .ci/run installs it and runs this"]
+fn a_slow_reply_does_not_hold_up_the_clients_keepalive_pings() {
+    // The robot takes 3 s; the client pings every 0.25 s and gives up on a pong after 1 s.
+    let (_server, web) = serve_web(&["--robot", "echo", "--robot-delay", "3000"]);
+    assert_eq!(
+        run_client(web, &["keepalive"]),
+        lines(&[("greeting", DEFAULT_GREETING), ("reply", "slow")])
+    );
+}

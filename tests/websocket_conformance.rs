@@ -13,6 +13,7 @@ mod ws;
 
 use std::time::{Duration, Instant};
 
+use common::GateRobot;
 use robochat::{EchoRobot, Server, DEFAULT_GREETING};
 use ws::{
     close, frame, frame_with, header, ping, text, upgrade_request, Len, Out, WebServer, WsClient,
@@ -305,6 +306,43 @@ fn s2_a_ping_between_messages_is_answered_in_its_place() {
     );
 }
 
+/// Opens the gate when dropped, so that a failing test does not leave a worker waiting at it
+/// (and the server's shutdown waiting for the worker).
+struct OpenOnDrop(GateRobot);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// A server whose robot answers `wait...` only when the test opens the gate.
+fn gated_server() -> (WebServer, OpenOnDrop) {
+    let gate = GateRobot::default();
+    let server = WebServer::start(Server::builder().robot(gate.clone()).workers(2));
+    (server, OpenOnDrop(gate))
+}
+
+#[test]
+fn s2_a_ping_is_answered_while_a_reply_is_awaited() {
+    // RFC 6455 5.5.2: a pong "as soon as is practical". A robot may take seconds (a language
+    // model, up to --robot-timeout); a client's keep-alive ping must not wait for it, or the
+    // client gives up on a connection that is fine.
+    let (server, gate) = gated_server();
+    let mut client = server.open();
+    client.send_text("u::wait for the robot");
+    gate.0.wait_for_waiting(1);
+    client.send(ping(b"still there?"));
+    let ready = common::poll_events(client.stream(), libc::POLLIN, Duration::from_secs(5));
+    assert!(
+        ready & libc::POLLIN != 0,
+        "no pong within 5 s while the robot thinks"
+    );
+    assert_eq!(client.out(), Some(Out::pong(b"still there?")));
+    gate.0.open();
+    assert_eq!(client.text(), "echo: wait for the robot");
+}
+
 #[test]
 fn s2_unsolicited_pongs_are_ignored() {
     let server = server();
@@ -418,6 +456,25 @@ fn s5_fragmented_text_is_one_message() {
             Out::text("after"),
         ],
     );
+}
+
+#[test]
+fn s5_a_fragmented_message_survives_quiet_moments() {
+    // Between fragments the connection has nothing in flight: what the decoder knows of the
+    // message (its length, a character cut in two) and the parts so far must stay.
+    let server = server();
+    let mut client = server.open();
+    client.send(frame(OP_TEXT, b"u::a\xe4"));
+    for (i, part) in [&b"\xb8"[..], b"\xadb", b"", b"c"].iter().enumerate() {
+        // A round trip: everything sent so far has been read and dealt with.
+        client.send(ping(&[i as u8]));
+        assert_eq!(client.out(), Some(Out::pong(&[i as u8])));
+        client.send(frame(OP_CONTINUATION, part));
+    }
+    client.send(ping(b"last"));
+    assert_eq!(client.out(), Some(Out::pong(b"last")));
+    client.send(frame(FIN | OP_CONTINUATION, b"d"));
+    assert_eq!(client.text(), "a中bcd");
 }
 
 #[test]
@@ -725,6 +782,20 @@ fn s7_nothing_after_a_close_is_answered() {
 }
 
 #[test]
+fn s7_a_close_after_a_message_waits_for_its_reply() {
+    let (server, gate) = gated_server();
+    let mut client = server.open();
+    client.send_text("u::wait for it");
+    gate.0.wait_for_waiting(1);
+    client.send(close(1000, b""));
+    gate.0.open();
+    assert_eq!(
+        client.outs_until_closed(),
+        [Out::text("echo: wait for it"), Out::Close(1000)]
+    );
+}
+
+#[test]
 fn s7_a_close_inside_a_fragmented_message_ends_it_unanswered() {
     let server = server();
     let bytes = concat(&[frame(OP_TEXT, b"u::never "), close(1000, b"")]);
@@ -940,5 +1011,17 @@ fn web_and_line_clients_are_served_side_by_side() {
     for i in 0..20 {
         assert_eq!(web.ask("w", &format!("web {i}")), format!("web {i}"));
         assert_eq!(line.ask("l", &format!("line {i}")), format!("line {i}"));
+    }
+}
+
+#[test]
+fn web_chats_are_served_on_every_loop() {
+    let server = WebServer::start(Server::builder().robot(EchoRobot).loops(2));
+    let mut chats: Vec<WsClient> = (0..16).map(|_| server.open()).collect();
+    for round in 0..3 {
+        for (i, chat) in chats.iter_mut().enumerate() {
+            let text = format!("chat {i} round {round}");
+            assert_eq!(chat.ask("u", &text), text);
+        }
     }
 }
