@@ -1,6 +1,6 @@
-//! `robochat bench` driven as a user would: against `robochat serve` processes on free ports,
-//! and against a port where nothing listens. Functional checks only: no figure is asserted,
-//! since test machines are noisy.
+//! `robochat bench` driven as a user would: against `robochat serve` processes on free ports
+//! (their line port, and with `--web` their web listener), and against a port where nothing
+//! listens. Functional checks only: no figure is asserted, since test machines are noisy.
 
 mod common;
 
@@ -63,6 +63,18 @@ fn field<'a>(json: &'a str, key: &str) -> &'a str {
     let rest = &json[start..];
     let end = rest.find([',', '}']).unwrap_or(rest.len());
     rest[..end].trim()
+}
+
+/// The web listener's address (`127.0.0.1:PORT`), from the line the server logs before it
+/// listens.
+fn web_addr(server: &ServeProcess) -> String {
+    let log = server.log.lock().unwrap();
+    let line = log
+        .iter()
+        .find(|line| line.contains("web chat on http://"))
+        .unwrap_or_else(|| panic!("no web listener in the log: {log:#?}"));
+    let rest = line.split("http://").nth(1).unwrap();
+    rest.split('/').next().unwrap().to_owned()
 }
 
 fn number(json: &str, key: &str) -> f64 {
@@ -233,6 +245,149 @@ fn legacy_framing_works_against_a_legacy_server() {
 }
 
 #[test]
+fn web_drives_websocket_connections_like_lines() {
+    let server = ServeProcess::start(&["--robot", "echo", "--web", "127.0.0.1:0"]);
+    let web = web_addr(&server);
+    let pid = server.pid().to_string();
+    // Closed loop, idle connections that chat once, the server's memory: as over lines.
+    let output = bench(&[
+        "--web",
+        "--connect",
+        &web,
+        "--connections",
+        "4",
+        "--idle",
+        "3",
+        "--idle-message",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.2",
+        "--json",
+        "--server-pid",
+        &pid,
+    ]);
+    let json = json_of(&output);
+    assert!(output.status.success(), "{json}");
+    for key in KEYS {
+        field(&json, key);
+    }
+    assert_eq!(field(&json, "framing"), "\"websocket\"", "{json}");
+    assert_eq!(number(&json, "connections_open"), 4.0, "{json}");
+    assert_eq!(number(&json, "idle_open"), 3.0, "{json}");
+    assert!(number(&json, "messages") > 0.0, "{json}");
+    assert_eq!(number(&json, "errors"), 0.0, "{json}");
+    assert_eq!(number(&json, "connect_failures"), 0.0, "{json}");
+    assert!(number(&json, "p50_us") >= 1.0, "{json}");
+    number(&json, "server_rss_bytes_per_idle_after_message");
+
+    // Open loop.
+    let json = json_of(&bench(&[
+        "--web",
+        "--connect",
+        &web,
+        "--connections",
+        "3",
+        "--rate",
+        "300",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0.1",
+        "--json",
+    ]));
+    assert!(number(&json, "messages") > 0.0, "{json}");
+    assert_eq!(number(&json, "errors"), 0.0, "{json}");
+    assert_eq!(field(&json, "rate_kept"), "true", "{json}");
+
+    // The line port is not the web listener: every connect fails, saying so.
+    let line = server.addr.to_string();
+    let output = bench(&[
+        "--web",
+        "--connect",
+        &line,
+        "--connections",
+        "2",
+        "--duration",
+        "0.2",
+        "--warmup",
+        "0",
+        "--json",
+    ]);
+    let json = json_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{json}");
+    assert_eq!(number(&json, "connect_failures"), 2.0, "{json}");
+    assert!(json.contains("web listener"), "{json}");
+}
+
+#[test]
+fn a_full_web_listener_is_a_connect_failure() {
+    let server = ServeProcess::start(&[
+        "--robot",
+        "echo",
+        "--web",
+        "127.0.0.1:0",
+        "--max-connections",
+        "2",
+    ]);
+    let web = web_addr(&server);
+    let json = json_of(&bench(&[
+        "--web",
+        "--connect",
+        &web,
+        "--connections",
+        "4",
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0",
+        "--json",
+    ]));
+    assert_eq!(number(&json, "connect_failures"), 2.0, "{json}");
+    assert!(json.contains("503"), "{json}");
+    assert!(number(&json, "messages") > 0.0, "{json}");
+}
+
+#[test]
+fn churn_measures_handshakes_over_lines_and_websocket() {
+    let server = ServeProcess::start(&["--robot", "echo", "--web", "127.0.0.1:0"]);
+    let line = server.addr.to_string();
+    let web = web_addr(&server);
+    let common = [
+        "--churn",
+        "--connections",
+        "3",
+        "--idle",
+        "2",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0.1",
+        "--json",
+    ];
+    for target in [&["--connect", &line][..], &["--web", "--connect", &web]] {
+        let output = bench(&[target, &common[..]].concat());
+        let json = json_of(&output);
+        assert!(output.status.success(), "{json}");
+        assert_eq!(field(&json, "mode"), "\"churn\"", "{json}");
+        assert!(number(&json, "handshakes") > 0.0, "{json}");
+        assert!(number(&json, "handshakes_per_sec") > 0.0, "{json}");
+        assert!(number(&json, "p50_us") >= 1.0, "{json}");
+        assert_eq!(number(&json, "messages"), 0.0, "{json}");
+        assert_eq!(number(&json, "errors"), 0.0, "{json}");
+        assert_eq!(number(&json, "connect_failures"), 0.0, "{json}");
+        assert_eq!(number(&json, "idle_open"), 2.0, "{json}");
+    }
+    let table = bench(&["--web", "--connect", &web, "--churn", "--duration", "0.2"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("handshakes"), "{text}");
+    // Each connection was closed by the server when asked (`exit`, a close frame): no
+    // connection ended in a failure.
+    let log = server.log.lock().unwrap();
+    assert!(!log.iter().any(|line| line.contains("failed")), "{log:#?}");
+}
+
+#[test]
 fn refused_connections_are_counted_not_fatal() {
     let (_socket, port) = refusing_port();
     let addr = format!("127.0.0.1:{port}");
@@ -266,6 +421,8 @@ fn bad_flags_are_usage_errors() {
         &["--message", "exit"],
         &["--duration", "0"],
         &["--framing", "sometimes"],
+        &["--web", "--framing", "legacy"],
+        &["--churn", "--rate", "10"],
     ] {
         let output = bench(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
@@ -288,6 +445,8 @@ fn bad_flags_are_usage_errors() {
         "--connect-concurrency",
         "--server-pid",
         "--json",
+        "--web",
+        "--churn",
     ] {
         assert!(text.contains(flag), "--help does not mention {flag}");
     }

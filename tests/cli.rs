@@ -502,6 +502,23 @@ fn settings_out_of_range_name_their_flag_and_are_usage_errors() {
             &["--robot", "openai", "--openai-url", "notaurl"][..],
             "invalid value 'notaurl' for --openai-url",
         ),
+        (
+            &["--web", "nowhere"][..],
+            "invalid value 'nowhere' for --web",
+        ),
+        (
+            &[
+                "--web",
+                "127.0.0.1:0",
+                "--allow-origin",
+                "https://x.example/chat",
+            ][..],
+            "invalid value 'https://x.example/chat' for --allow-origin",
+        ),
+        (
+            &["--allow-origin", "https://x.example"][..],
+            "--allow-origin is for the web listener",
+        ),
     ] {
         let (code, _, stderr) = run(&[&["serve"][..], args].concat());
         assert_eq!(code, Some(2), "{args:?}: {stderr}");
@@ -511,16 +528,21 @@ fn settings_out_of_range_name_their_flag_and_are_usage_errors() {
 }
 
 #[test]
-fn a_metrics_port_in_use_is_named_by_its_flag() {
+fn a_metrics_or_web_port_in_use_is_named_by_its_flag() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().to_string();
-    let (code, _, stderr) = run(&["serve", "--listen", "127.0.0.1:0", "--metrics", &port]);
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(
-        stderr.contains(&format!("cannot listen on {port}")),
-        "{stderr}"
-    );
-    assert!(stderr.contains("choose another with --metrics"), "{stderr}");
+    for flag in ["--metrics", "--web"] {
+        let (code, _, stderr) = run(&["serve", "--listen", "127.0.0.1:0", flag, &port]);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("cannot listen on {port}")),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("choose another with {flag}")),
+            "{stderr}"
+        );
+    }
 }
 
 #[test]

@@ -744,6 +744,62 @@ mod tests {
         assert_eq!(&reply, b"a reply\n");
     }
 
+    /// A masked client text frame (the mask all zero, so the payload is as sent).
+    fn client_text(payload: &[u8], fin: bool) -> Vec<u8> {
+        let mut frame = vec![if fin { 0x81 } else { 0x01 }, 0x80 | payload.len() as u8];
+        frame.extend_from_slice(&[0; 4]);
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    #[test]
+    fn a_websocket_keeps_a_box_only_while_a_message_is_unfinished() {
+        let (server, _client) = pair(false);
+        let socket = server.socket;
+        let mut conn = Conn::new(socket, 2, Framer::websocket(4096), 0, false);
+        assert_eq!(conn.state(), Lifecycle::AwaitingRequest);
+        assert!(conn.has_partial_line(), "the request runs the line clock");
+        conn.upgraded();
+        conn.keep_input(Vec::new(), 0);
+        assert!(conn.busy.is_none(), "open and quiet: no box");
+        assert!(!conn.has_partial_line());
+
+        let mut first = client_text(b"bob::hel", false);
+        match conn.next_websocket_frame(&mut first) {
+            Ok(websocket::Decoded::Frame { event, .. }) => {
+                let websocket::Event::Text { data, fin } = event else {
+                    panic!("{event:?}")
+                };
+                assert!(!fin);
+                conn.add_fragment(data);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(conn.busy.is_some(), "a fragmented message keeps its parts");
+        assert!(conn.has_partial_line(), "and runs the line clock");
+
+        let mut last = client_text(b"lo", true);
+        last[0] = 0x80; // a continuation
+        let Ok(websocket::Decoded::Frame { event, .. }) = conn.next_websocket_frame(&mut last)
+        else {
+            panic!("the last part")
+        };
+        assert_eq!(
+            event,
+            websocket::Event::Text {
+                data: b"lo",
+                fin: true
+            }
+        );
+        assert_eq!(conn.take_fragments(), b"bob::hel");
+        conn.keep_input(Vec::new(), 0);
+        assert!(
+            conn.busy.is_none(),
+            "the message is whole: the box is freed"
+        );
+        assert!(!conn.has_partial_line());
+    }
+
     #[test]
     fn what_each_state_reads_and_when_it_is_finished() {
         let (mut conn, _client) = pair(false);

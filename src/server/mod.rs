@@ -111,31 +111,11 @@ impl Server {
                 config.backlog
             );
         }
-        let bind_error = |addr, error| BuildError::Bind {
-            setting: "listen",
-            addr,
-            error,
-        };
-        let mut last_error = None;
-        let mut first = None;
-        for &addr in addrs {
-            match listen::listen(addr, options) {
-                Ok(listener) => {
-                    first = Some(listener);
-                    break;
-                }
-                Err(error) => last_error = Some(bind_error(addr, error)),
-            }
-        }
-        let Some(first) = first else {
-            return Err(last_error
-                .unwrap_or_else(|| BuildError::Address("the name has no addresses".into())));
-        };
+        let first = bind_first("listen", addrs, options)?;
         let local_addr = first.local_addr()?;
         let mut loops = vec![LoopParts::new(first)?];
         for _ in 1..config.loops {
-            let listener =
-                listen::listen(local_addr, options).map_err(|e| bind_error(local_addr, e))?;
+            let listener = bind_first("listen", &[local_addr], options)?;
             loops.push(LoopParts::new(listener)?);
         }
         let web_addr = bind_web(&config, &mut loops)?;
@@ -304,29 +284,14 @@ fn bind_web(config: &Config, loops: &mut [LoopParts]) -> Result<Option<SocketAdd
         return Ok(None);
     }
     let options = config.listen_options();
-    let bind_error = |addr, error| BuildError::Bind {
-        setting: "web",
-        addr,
-        error,
-    };
-    let mut addr = None;
-    let mut last_error = None;
+    let mut addr: Option<SocketAddr> = None;
     for parts in loops.iter_mut() {
-        let mut listener = match addr {
-            // The other loops take the port the first one got.
-            Some(addr) => listen::listen(addr, options).map_err(|e| bind_error(addr, e))?,
-            None => {
-                let bound = config.web.iter().find_map(|&addr| {
-                    listen::listen(addr, options)
-                        .map_err(|e| last_error = Some(bind_error(addr, e)))
-                        .ok()
-                });
-                match bound {
-                    Some(listener) => listener,
-                    None => return Err(last_error.expect("at least one address was tried")),
-                }
-            }
+        // The other loops take the port the first one got.
+        let addrs = match &addr {
+            Some(addr) => std::slice::from_ref(addr),
+            None => &config.web[..],
         };
+        let mut listener = bind_first("web", addrs, options)?;
         addr = Some(listener.local_addr()?);
         parts
             .poll
@@ -335,4 +300,27 @@ fn bind_web(config: &Config, loops: &mut [LoopParts]) -> Result<Option<SocketAdd
         parts.web_listener = Some(listener);
     }
     Ok(addr)
+}
+
+/// A listener on the first of `addrs` that can be bound, or the error of the last one tried
+/// (named after the builder `setting` the addresses came from).
+fn bind_first(
+    setting: &'static str,
+    addrs: &[SocketAddr],
+    options: listen::ListenOptions,
+) -> Result<TcpListener, BuildError> {
+    let mut last_error = None;
+    for &addr in addrs {
+        match listen::listen(addr, options) {
+            Ok(listener) => return Ok(listener),
+            Err(error) => {
+                last_error = Some(BuildError::Bind {
+                    setting,
+                    addr,
+                    error,
+                })
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| BuildError::Address("the name has no addresses".into())))
 }

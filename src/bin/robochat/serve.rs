@@ -117,9 +117,10 @@ Options:
   --greeting TEXT          Line sent to each new connection [default: 你好，欢迎来到机器人聊天器！]
   --shutdown-timeout SECS  On SIGINT/SIGTERM, how long to wait for robot answers in flight
                            before saying goodbye and closing [default: 5]
-  --line-timeout SECS      Close a connection that sent part of a line and has not finished
-                           it for this long (slowloris); the clock starts again with each
-                           line completed; 0 is off [default: 30]
+  --line-timeout SECS      Close a connection that sent part of a line (on --web: of a request
+                           head or a WebSocket message) and has not finished it for this long
+                           (slowloris); the clock starts again with each line completed; 0 is
+                           off [default: 30]
   --send-timeout SECS      Close a connection whose replies have gone unread for this long
                            (a client that never reads); 0 is off [default: 30]
   --idle-timeout SECS      Say goodbye to and close a connection that sent no message for

@@ -1,5 +1,7 @@
 //! One client connection: a non-blocking socket, the framing of what it receives, the bytes it
 //! has not managed to send yet, and the due times of its messages still waiting for a reply.
+//! With `--web`, the connection first upgrades to WebSocket, and then its messages and replies
+//! are text messages (`web`).
 //!
 //! It knows nothing of phases or statistics: it turns socket readiness into [`Incoming`]
 //! events, and the worker decides what they mean.
@@ -15,6 +17,8 @@ use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use robochat::protocol;
+use robochat::websocket::client::{self, Decoded, Frame, Handshake, HandshakeError};
+use robochat::websocket::CloseCode;
 
 use super::options::Framing;
 
@@ -22,12 +26,17 @@ use super::options::Framing;
 /// the connection is dropped rather than growing without bound.
 pub const MAX_REPLY_LINE: usize = 64 * 1024;
 
+/// Where the web listener takes WebSocket upgrades.
+const WEBSOCKET_PATH: &str = "/ws";
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Stage {
     /// Connecting, or connected and waiting for the greeting.
     Connecting,
     /// Greeted: messages may be sent.
     Open,
+    /// We asked the server to close (`exit`, a close frame), and wait for it to.
+    Closing,
     /// Gone (its socket is closed).
     Closed,
 }
@@ -43,6 +52,8 @@ pub enum Incoming {
     Reply { due: Instant, err: bool },
     /// A reply with no message outstanding.
     Unexpected,
+    /// The server closed the connection we asked it to close.
+    Closed,
     /// The connection ended, before its greeting if `connecting`, with `lost` messages
     /// outstanding.
     Ended {
@@ -60,14 +71,22 @@ pub enum End {
     Error(io::Error),
     /// A reply line longer than [`MAX_REPLY_LINE`].
     Overlong,
+    /// WebSocket: the server did not accept the upgrade (a `503` when it is full).
+    Handshake(HandshakeError),
+    /// WebSocket: a frame a client must refuse (a reply over [`MAX_REPLY_LINE`] is `TooBig`).
+    BadFrame(CloseCode),
+    /// WebSocket: the server sent a close frame, with this code.
+    CloseFrame(Option<u16>),
 }
 
 pub struct Conn {
     stream: Option<TcpStream>,
     pub stage: Stage,
+    framing: Framing,
     /// When the connect started: connect time runs from here to the greeting.
     pub started: Instant,
-    /// The start of a reply line whose end has not arrived yet (line framing only).
+    /// Line framing: the start of a reply line whose end has not arrived yet. WebSocket: bytes
+    /// received and not decoded yet (the start of the `101`, or of a frame).
     partial: Vec<u8>,
     /// Bytes to send; `output[written..]` has not been accepted by the socket yet.
     output: Vec<u8>,
@@ -75,14 +94,45 @@ pub struct Conn {
     /// Due (closed loop: send) times of the messages waiting for a reply, oldest first; the
     /// server answers in order, so each reply belongs to the front one.
     outstanding: VecDeque<Instant>,
+    web: Web,
+}
+
+/// A WebSocket connection's state (unused with the other framings).
+#[derive(Default)]
+struct Web {
+    /// The opening handshake, until the server's `101` has arrived.
+    handshake: Option<Handshake>,
+    decoder: client::Decoder,
+    /// The message whose parts are arriving began with `ERR ` (the server never splits one,
+    /// but a client must take parts).
+    err: bool,
+    /// Xorshift state for the key and the masks: cheap, and never 0.
+    random: u32,
+}
+
+impl Web {
+    fn next_random(&mut self) -> u32 {
+        let mut x = self.random;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.random = x;
+        x
+    }
+
+    fn mask(&mut self) -> [u8; 4] {
+        self.next_random().to_ne_bytes()
+    }
 }
 
 impl Conn {
     /// Starts a non-blocking connect to `target` (the `n`th connection: it picks the source
-    /// address) and registers the socket under `token`.
+    /// address) and registers the socket under `token`. With WebSocket framing, the upgrade
+    /// request is queued at once, and leaves when the connect is done.
     pub fn connect(
         target: &Target,
         n: usize,
+        framing: Framing,
         registry: &Registry,
         token: Token,
     ) -> io::Result<Conn> {
@@ -90,21 +140,49 @@ impl Conn {
         let mut stream = target.connect(n)?;
         // Writable too: a short write resumes on the edge when the socket drains.
         registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
-        Ok(Conn {
+        let mut conn = Conn {
             stream: Some(stream),
             stage: Stage::Connecting,
+            framing,
             started,
             partial: Vec::new(),
             output: Vec::new(),
             written: 0,
             outstanding: VecDeque::new(),
-        })
+            web: Web::default(),
+        };
+        if framing == Framing::Web {
+            conn.web.random = seed(n);
+            let mut key = [0u8; 16];
+            for part in key.chunks_mut(4) {
+                part.copy_from_slice(&conn.web.mask());
+            }
+            let handshake = Handshake::new(key);
+            conn.output = handshake.request(&target.addr.to_string(), WEBSOCKET_PATH);
+            conn.web.handshake = Some(handshake);
+        }
+        Ok(conn)
+    }
+
+    /// A slot with no connection in it (yet).
+    pub fn none() -> Conn {
+        Conn {
+            stream: None,
+            stage: Stage::Closed,
+            framing: Framing::Line,
+            started: Instant::now(),
+            partial: Vec::new(),
+            output: Vec::new(),
+            written: 0,
+            outstanding: VecDeque::new(),
+            web: Web::default(),
+        }
     }
 
     /// Whether part of a line has arrived without its newline (a greeting that never ends is
     /// what the tutorial's server sends to a line-framed client).
     pub fn has_partial_line(&self) -> bool {
-        !self.partial.is_empty()
+        self.framing == Framing::Line && !self.partial.is_empty()
     }
 
     /// Due time of the oldest message still waiting for its reply.
@@ -119,7 +197,13 @@ impl Conn {
             return;
         }
         self.outstanding.push_back(due);
-        self.output.extend_from_slice(message);
+        if self.framing == Framing::Web {
+            let text = std::str::from_utf8(message).expect("the message is text");
+            let mask = self.web.mask();
+            client::encode_text(&mut self.output, text, mask);
+        } else {
+            self.output.extend_from_slice(message);
+        }
         self.flush(out);
     }
 
@@ -149,13 +233,7 @@ impl Conn {
     /// new readiness event, so it ends the loop without the read that would say `WouldBlock`
     /// (one system call saved per reply). A hang-up is the exception: its event may have come
     /// with the last bytes, so with `drain` the loop reads on to the end of the stream.
-    pub fn receive(
-        &mut self,
-        framing: Framing,
-        scratch: &mut [u8],
-        drain: bool,
-        out: &mut VecDeque<Incoming>,
-    ) {
+    pub fn receive(&mut self, scratch: &mut [u8], drain: bool, out: &mut VecDeque<Incoming>) {
         while self.stage != Stage::Closed {
             let Some(stream) = self.stream.as_mut() else {
                 return;
@@ -168,12 +246,13 @@ impl Conn {
                 Err(e) => return self.end(End::Error(e), out),
             };
             let data = &scratch[..n];
-            match framing {
+            match self.framing {
                 // The tutorial's server sends each greeting or reply with one send(): one read.
                 Framing::Legacy => {
                     self.complete(data.starts_with(protocol::ERROR_PREFIX.as_bytes()), out)
                 }
                 Framing::Line => self.frame_lines(data, out),
+                Framing::Web => self.frame_websocket(data, out),
             }
             if n < scratch.len() && !drain {
                 return;
@@ -193,7 +272,22 @@ impl Conn {
             .and_then(|s| s.take_error().ok().flatten())
     }
 
-    /// Closes the connection from our side; returns how many messages were still outstanding.
+    /// Asks the server to end the connection (WebSocket: a close frame, 1000; lines: `exit`,
+    /// the bytes given) and waits for it to close its side ([`Incoming::Closed`]), reading
+    /// past its answer. So the server closes first, as a browser's closing handshake has it.
+    pub fn start_closing(&mut self, exit: &[u8], out: &mut VecDeque<Incoming>) {
+        if self.framing == Framing::Web {
+            let mask = self.web.mask();
+            client::encode_close(&mut self.output, 1000, mask);
+        } else {
+            self.output.extend_from_slice(exit);
+        }
+        self.stage = Stage::Closing;
+        self.flush(out);
+    }
+
+    /// Closes the connection from our side (a WebSocket one without a close frame, as when a
+    /// browser's tab is closed); returns how many messages were still outstanding.
     pub fn close(&mut self) -> usize {
         self.stream = None;
         self.stage = Stage::Closed;
@@ -228,6 +322,67 @@ impl Conn {
         self.partial.extend_from_slice(data);
     }
 
+    /// WebSocket: the `101` first, then frames, each text message one greeting or reply. What
+    /// is not whole yet waits in `partial`.
+    fn frame_websocket(&mut self, data: &[u8], out: &mut VecDeque<Incoming>) {
+        let mut pending = std::mem::take(&mut self.partial);
+        pending.extend_from_slice(data);
+        let mut at = 0;
+        if let Some(handshake) = self.web.handshake {
+            match handshake.response(&pending) {
+                Ok(None) => {
+                    self.partial = pending;
+                    return;
+                }
+                Ok(Some(head)) => {
+                    at = head;
+                    self.web.handshake = None;
+                }
+                Err(e) => return self.end(End::Handshake(e), out),
+            }
+        }
+        let mut pong = false;
+        while self.stage != Stage::Closed {
+            let continuing = self.web.decoder.in_message();
+            let frame = match self.web.decoder.next(&pending[at..], MAX_REPLY_LINE) {
+                Ok(Decoded::NeedMore) => break,
+                Ok(Decoded::Frame { consumed, frame }) => {
+                    at += consumed;
+                    frame
+                }
+                Err(code) => return self.end(End::BadFrame(code), out),
+            };
+            if self.stage == Stage::Closing {
+                continue; // the end of stream after the server's close frame is what counts
+            }
+            match frame {
+                Frame::Text { data, fin } => {
+                    if !continuing {
+                        self.web.err = data.starts_with(protocol::ERROR_PREFIX.as_bytes());
+                    }
+                    if fin {
+                        self.complete(self.web.err, out);
+                    }
+                }
+                Frame::Ping(data) => {
+                    let mask = self.web.mask();
+                    client::encode_pong(&mut self.output, data, mask);
+                    pong = true;
+                }
+                Frame::Pong(_) => {}
+                Frame::Close { code, .. } => return self.end(End::CloseFrame(code), out),
+            }
+        }
+        if self.stage == Stage::Closed {
+            return;
+        }
+        pending.drain(..at);
+        self.partial = pending;
+        if pong {
+            self.flush(out);
+        }
+    }
+
     /// One whole greeting or reply arrived.
     fn complete(&mut self, err: bool, out: &mut VecDeque<Incoming>) {
         match self.stage {
@@ -243,13 +398,18 @@ impl Conn {
                 Some(due) => out.push_back(Incoming::Reply { due, err }),
                 None => out.push_back(Incoming::Unexpected),
             },
-            Stage::Closed => {}
+            Stage::Closing | Stage::Closed => {}
         }
     }
 
     fn end(&mut self, why: End, out: &mut VecDeque<Incoming>) {
-        if self.stage == Stage::Closed {
-            return;
+        match self.stage {
+            Stage::Closed => return,
+            Stage::Closing => {
+                self.close();
+                return out.push_back(Incoming::Closed);
+            }
+            Stage::Connecting | Stage::Open => {}
         }
         let connecting = self.stage == Stage::Connecting;
         let lost = self.close();
@@ -259,6 +419,15 @@ impl Conn {
             lost,
         });
     }
+}
+
+/// A starting point for connection `n`'s key and masks: the clock's nanoseconds and `n`, mixed
+/// (never 0, where xorshift would stay).
+fn seed(n: usize) -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos());
+    (nanos ^ (n as u32).wrapping_mul(0x9E37_79B9)).max(1)
 }
 
 /// Where the connections go, and from which local addresses.

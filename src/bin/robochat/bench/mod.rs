@@ -1,9 +1,11 @@
 //! `robochat bench`: the load generator. It opens idle connections and holds them, measures
 //! what they cost the server, then drives the active connections from a few client threads and
-//! reports throughput, latency percentiles, errors and connect times.
+//! reports throughput, latency percentiles, errors and connect times (or, with `--churn`,
+//! opens and closes them over and over and reports handshakes). Over the line protocol, or
+//! over WebSocket with `--web`.
 //!
 //! - `options`: the flags and `--help`;
-//! - `conn`: one connection's socket, framing and outstanding messages;
+//! - `conn`: one connection's socket, framing (lines or WebSocket) and outstanding messages;
 //! - `worker`: a client thread's event loop and its phases;
 //! - `stats`: counters and histograms, merged over the threads;
 //! - `progress`: the once-a-second line on stderr;
@@ -74,10 +76,13 @@ pub fn main(parser: lexopt::Parser) -> Result<(), Failure> {
     let measure = |o: &Options| o.server_pid.and_then(|pid| memory::rss_bytes(pid).ok());
 
     let progress = Arc::new(Progress::default());
-    let reporter = (!o.json).then(|| Reporter::start(progress.clone(), o.idle + o.connections));
+    let reporter =
+        (!o.json).then(|| Reporter::start(progress.clone(), o.idle + o.connections, o.churn));
     let message: Arc<[u8]> = o.wire_message().into();
+    let exit: Arc<[u8]> = o.wire_exit().into();
     let new_worker = || {
-        Worker::new(target.clone(), o.framing, message.clone(), progress.clone())
+        let (message, exit) = (message.clone(), exit.clone());
+        Worker::new(target.clone(), o.framing, message, exit, progress.clone())
             .map_err(|e| Failure::Runtime(format!("cannot create an event loop: {e}")))
     };
 
@@ -162,7 +167,13 @@ fn run_active(o: &Options, workers: &mut Vec<Worker>, progress: &Progress) -> Re
             }),
         };
         let start_line = Arc::clone(&start_line);
+        let churn = o.churn;
         handles.push(thread::spawn(move || {
+            if churn {
+                start_line.wait();
+                let ran = worker.churn(share, load);
+                return (worker, ran);
+            }
             let opened = worker.open(share, concurrency);
             start_line.wait();
             let ran = opened.and_then(|()| worker.run(load));

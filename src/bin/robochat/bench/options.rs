@@ -14,7 +14,17 @@ USER::MESSAGE over and over for --warmup + --duration seconds, and prints messag
 latency percentiles, errors and connect times. It only ever connects to --connect.
 
 Options:
-  --connect ADDR             Server address [default: 127.0.0.1:9999]
+  --connect ADDR             Server address: its line port, or its web listener with --web
+                             [default: 127.0.0.1:9999]
+  --web                      Every connection (active and idle) is a WebSocket: an HTTP upgrade
+                             at /ws on --connect (the server's --web address), then the greeting
+                             and each reply are one text message, each message one masked text
+                             frame USER::MESSAGE. Every other flag works the same
+  --churn                    Measure handshakes instead of messages: each active connection
+                             connects, waits for its greeting (with --web: upgrade, 101 and
+                             greeting), has the server close it, and connects again, for
+                             --warmup + --duration seconds; reports handshakes per second and
+                             their latency (connect to greeting). Not with --rate
   --connections N            Active connections, sending messages [default: 50]
   --idle N                   Extra connections opened first and held idle for the whole run
                              [default: 0]
@@ -29,7 +39,7 @@ Options:
   --message TEXT             Text of each message [default: hello]
   --user NAME                Username sent before each message [default: bench]
   --framing MODE             `line`: messages and replies are lines (robochat); `legacy`: the
-                             tutorial's framing (see below) [default: line]
+                             tutorial's framing (see below); not with --web [default: line]
   --threads N                Client threads, each with its own event loop; connections are
                              spread over them [default: 2, or 1 for a single connection]
   --connect-concurrency N    Connections being opened at once (from connect until greeting),
@@ -58,6 +68,25 @@ loop reached: the report counts the messages due, sent and answered in the measu
 says RATE NOT KEPT when under 99% of them were sent or answered. Then the figures describe a
 server (or a load generator) falling behind, not its capacity.
 
+WebSocket (--web): the upgrade sends no Origin (as a program, not a page, does), and the 101's
+Sec-WebSocket-Accept is checked. A server that is full answers the upgrade 503: a connect
+failure, as an ERR greeting is on the line port. Pings are answered; a close frame from the
+server ends the connection (closed by server), as does a frame a client must refuse (masked,
+binary, over 64 KiB: bad replies). At the end the connections are closed without a close frame,
+as a closed browser tab's are.
+
+Churn (--churn): --connections connections are each, over and over, opened and closed, so that
+many handshakes are under way at once (--connect-concurrency does not apply). After its
+greeting a connection asks the server to close it (USER::exit, or with --web a close frame, as
+a browser's ws.close() does) and waits until it has: the server closes first, as it does when
+it decides, so the TIME_WAIT states are the server's and this side's connects do not slow down
+finding free ports. (With --framing legacy the bench closes instead, right after the greeting.)
+A handshake counts in `handshakes` and the latency percentiles when its connect started after
+the warmup and before the end of --duration, and its greeting came; handshakes/s divides those
+by --duration. Failed ones count in connect failures (and so does a server that has not closed
+10 s after the connect), and their connection starts again. Compare `--churn` at the line port
+with `--churn --web` at the web listener of the same server for the cost of the HTTP upgrade.
+
 Legacy framing (--framing legacy) speaks to the tutorial's server, which reads one recv() as one
 message and sends its greeting and replies without a newline: each message is sent as USER::TEXT
 with no newline, and whatever one read returns is taken as the whole reply. So each connection
@@ -78,7 +107,8 @@ Memory per idle connection: start the server, then
   robochat bench --idle 10000 --connections 10 --server-pid $(pgrep -n -f 'robochat serve')
 and read `server memory` (or server_rss_bytes_per_idle in --json): the growth of the server's
 resident memory from before any connection to after the idle ones are open, divided by --idle.
-Add --idle-message to also see it after each idle connection has sent one message.
+Add --idle-message to also see it after each idle connection has sent one message. With --web
+and --connect at the server's web listener, the same for idle WebSocket connections.
 
 Exit status: 0 when the run completed (whatever the errors), 1 when no connection at all could be
 opened (the report is still printed) or the bench itself failed, 2 for a bad command line.
@@ -92,6 +122,9 @@ pub enum Framing {
     Line,
     /// The tutorial's: no newline sent, one read is one reply.
     Legacy,
+    /// `--web`: an upgrade to WebSocket, then every greeting, message and reply is one text
+    /// message.
+    Web,
 }
 
 impl Framing {
@@ -99,6 +132,7 @@ impl Framing {
         match self {
             Framing::Line => "line",
             Framing::Legacy => "legacy",
+            Framing::Web => "websocket",
         }
     }
 }
@@ -125,6 +159,8 @@ pub struct Options {
     pub message: String,
     pub user: String,
     pub framing: Framing,
+    pub web: bool,
+    pub churn: bool,
     pub threads: usize,
     pub connect_concurrency: usize,
     pub source_ips: Vec<std::net::IpAddr>,
@@ -133,9 +169,15 @@ pub struct Options {
 }
 
 impl Options {
-    /// The bytes of one message on the wire.
+    /// The bytes of one message on the wire (WebSocket: the text of one message, framed
+    /// with a new mask each time).
     pub fn wire_message(&self) -> Vec<u8> {
         protocol::encode_message(&self.user, &self.message, self.framing == Framing::Line)
+    }
+
+    /// The line that asks the server to close (`--churn`, line framing).
+    pub fn wire_exit(&self) -> Vec<u8> {
+        protocol::encode_message(&self.user, "exit", true)
     }
 }
 
@@ -156,6 +198,8 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
         message: "hello".into(),
         user: "bench".into(),
         framing: Framing::Line,
+        web: false,
+        churn: false,
         threads: 0, // 0: chosen from --connections below
         connect_concurrency: 256,
         source_ips: Vec::new(),
@@ -174,6 +218,8 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Option<Options>, Failure> {
             Long("message") => o.message = value(&mut parser, "message")?,
             Long("user") => o.user = value(&mut parser, "user")?,
             Long("framing") => o.framing = value(&mut parser, "framing")?,
+            Long("web") => o.web = true,
+            Long("churn") => o.churn = true,
             Long("threads") => o.threads = value(&mut parser, "threads")?,
             Long("connect-concurrency") => {
                 o.connect_concurrency = value(&mut parser, "connect-concurrency")?
@@ -222,6 +268,23 @@ fn check(o: &mut Options) -> Result<(), String> {
                     .into(),
             );
         }
+    }
+    if o.web {
+        if o.framing == Framing::Legacy {
+            return Err(
+                "--web cannot be used with --framing legacy: WebSocket is its own \
+                        framing"
+                    .into(),
+            );
+        }
+        o.framing = Framing::Web;
+    }
+    if o.churn && o.rate.is_some() {
+        return Err(
+            "--churn cannot be used with --rate: each connection opens again as soon \
+                    as it has closed (closed loop)"
+                .into(),
+        );
     }
     if o.connect_concurrency == 0 {
         return Err("--connect-concurrency must be at least 1".into());

@@ -52,7 +52,7 @@ pub struct Progress {
     phase: AtomicU8,
     /// Connections greeted and not yet ended (idle and active).
     pub open: AtomicUsize,
-    /// Replies received so far (warmup included).
+    /// Replies received so far (warmup included); churn: handshakes counted.
     pub replies: AtomicU64,
 }
 
@@ -69,8 +69,14 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// `total` is the number of connections asked for, shown next to the number open.
-    pub fn start(progress: Arc<Progress>, total: usize) -> Reporter {
+    /// `total` is the number of connections asked for, shown next to the number open. With
+    /// `churn`, `replies` counts handshakes.
+    pub fn start(progress: Arc<Progress>, total: usize, churn: bool) -> Reporter {
+        let (counted, per_second) = if churn {
+            ("handshakes", "handshakes/s")
+        } else {
+            ("messages", "msgs/s")
+        };
         let (stop, stopped) = mpsc::channel();
         // SAFETY: isatty only inspects file descriptor 2.
         let in_place = unsafe { libc::isatty(2) } == 1;
@@ -85,7 +91,8 @@ impl Reporter {
                 let rate = (replies - last.1) as f64 / seconds;
                 last = (now, replies);
                 let line = format!(
-                    "bench: {}, {}/{total} connections open, {replies} messages, {rate:.0} msgs/s",
+                    "bench: {}, {}/{total} connections open, {replies} {counted}, {rate:.0} \
+                     {per_second}",
                     Phase::from_u8(progress.phase.load(Relaxed)).name(),
                     progress.open.load(Relaxed),
                 );

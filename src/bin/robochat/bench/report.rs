@@ -11,6 +11,7 @@ pub struct Summary {
     pub addr: String,
     pub framing: &'static str,
     pub rate: Option<f64>,
+    pub churn: bool,
     pub threads: usize,
     pub connections: usize,
     pub connections_open: u64,
@@ -24,7 +25,10 @@ pub struct Summary {
     /// Open loop: messages due in the measured window, and of them sent.
     pub schedule: Option<Schedule>,
     pub msgs_per_sec: f64,
-    /// p50, p90, p99, p99.9, max in µs; `None` when no message was counted.
+    /// Churn: handshakes counted, and per second.
+    pub handshakes: Option<(u64, f64)>,
+    /// p50, p90, p99, p99.9, max in µs; `None` when no message was counted (churn: of the
+    /// handshakes, connect to greeting).
     pub latency: Option<[u64; 5]>,
     pub errors: u64,
     pub err_replies: u64,
@@ -54,6 +58,7 @@ impl Summary {
             addr: o.connect.clone(),
             framing: o.framing.name(),
             rate: o.rate,
+            churn: o.churn,
             threads: o.threads,
             connections: o.connections,
             connections_open: stats.opened - idle_open,
@@ -70,6 +75,9 @@ impl Summary {
                 answered: stats.messages,
             }),
             msgs_per_sec: stats.messages as f64 / o.duration,
+            handshakes: o
+                .churn
+                .then(|| (stats.handshakes, stats.handshakes as f64 / o.duration)),
             latency,
             errors: stats.errors(),
             err_replies: stats.err_replies,
@@ -93,6 +101,7 @@ impl Summary {
     pub fn human(&self) -> String {
         let mut s = String::new();
         let mode = match self.rate {
+            _ if self.churn => "churn".into(),
             Some(rate) => format!("open loop at {rate} msgs/s"),
             None => "closed loop".into(),
         };
@@ -101,21 +110,47 @@ impl Summary {
             "robochat bench: {}, {mode}, {} framing, {} thread(s)",
             self.addr, self.framing, self.threads
         );
+        let active = if self.churn {
+            format!(
+                "{} churning ({} greeted in all)",
+                self.connections, self.connections_open
+            )
+        } else {
+            format!(
+                "{} active ({} open)",
+                self.connections, self.connections_open
+            )
+        };
         let _ = writeln!(
             s,
-            "  connections     {} active ({} open), {} idle ({} open)",
-            self.connections, self.connections_open, self.idle, self.idle_open
+            "  connections     {active}, {} idle ({} open)",
+            self.idle, self.idle_open
         );
         let _ = writeln!(
             s,
             "  duration        {:.2} s measured, after {:.2} s warmup",
             self.seconds, self.warmup
         );
-        let _ = writeln!(
-            s,
-            "  messages        {} answered ({:.1} msgs/s); {} sent in all",
-            self.messages, self.msgs_per_sec, self.sent
-        );
+        match self.handshakes {
+            Some((count, per_second)) => {
+                let _ = writeln!(
+                    s,
+                    "  handshakes      {count} ({per_second:.1}/s): connect, {}greeting, close",
+                    if self.framing == "websocket" {
+                        "upgrade, "
+                    } else {
+                        ""
+                    }
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "  messages        {} answered ({:.1} msgs/s); {} sent in all",
+                    self.messages, self.msgs_per_sec, self.sent
+                );
+            }
+        }
         if let Some(schedule) = &self.schedule {
             s.push_str(&schedule.human());
         }
@@ -123,14 +158,20 @@ impl Summary {
             Some([p50, p90, p99, p999, max]) => {
                 let _ = writeln!(
                     s,
-                    "  latency         p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+                    "  latency         p50 {}  p90 {}  p99 {}  p99.9 {}  max {}{}",
                     time(p50),
                     time(p90),
                     time(p99),
                     time(p999),
-                    time(max)
+                    time(max),
+                    if self.churn {
+                        " (connect to greeting)"
+                    } else {
+                        ""
+                    }
                 );
             }
+            None if self.churn => s.push_str("  latency         no handshake completed\n"),
             None => s.push_str("  latency         no message answered\n"),
         }
         let _ = writeln!(
@@ -189,10 +230,10 @@ impl Summary {
             ("framing", quote(self.framing)),
             (
                 "mode",
-                quote(if self.rate.is_some() {
-                    "open"
-                } else {
-                    "closed"
+                quote(match self.rate {
+                    _ if self.churn => "churn",
+                    Some(_) => "open",
+                    None => "closed",
                 }),
             ),
             ("rate", opt(self.rate.map(|r| format!("{r}")))),
@@ -206,6 +247,11 @@ impl Summary {
             ("messages", self.messages.to_string()),
             ("sent", self.sent.to_string()),
             ("msgs_per_sec", format!("{:.1}", self.msgs_per_sec)),
+            ("handshakes", num(self.handshakes.map(|h| h.0))),
+            (
+                "handshakes_per_sec",
+                opt(self.handshakes.map(|h| format!("{:.1}", h.1))),
+            ),
             ("due", num(self.schedule.map(|s| s.due))),
             ("sent_measured", num(self.schedule.map(|s| s.sent))),
             (

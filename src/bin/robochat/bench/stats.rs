@@ -15,12 +15,15 @@ fn histogram() -> Histogram<u64> {
 
 /// Counts of one worker (or, merged, of the whole run).
 pub struct Stats {
-    /// Latency of successful replies to messages sent after the warmup.
+    /// Latency of successful replies to messages sent after the warmup (churn: of handshakes
+    /// started after it).
     pub latency: Histogram<u64>,
     /// Connect start to greeting, for every connection that opened.
     pub connect: Histogram<u64>,
     /// Successful replies counted in `latency`.
     pub messages: u64,
+    /// Churn: handshakes counted in `latency` (connect to greeting) instead.
+    pub handshakes: u64,
     /// Messages sent, warmup included.
     pub sent: u64,
     /// Open loop: messages due in the measured window, and how many of them were sent (a
@@ -53,6 +56,7 @@ impl Default for Stats {
             latency: histogram(),
             connect: histogram(),
             messages: 0,
+            handshakes: 0,
             sent: 0,
             due: 0,
             sent_measured: 0,
@@ -99,6 +103,7 @@ impl Stats {
             .add(&other.connect)
             .expect("histograms with the same bounds");
         self.messages += other.messages;
+        self.handshakes += other.handshakes;
         self.sent += other.sent;
         self.due += other.due;
         self.sent_measured += other.sent_measured;

@@ -1,5 +1,6 @@
 //! A client thread's event loop: its own `mio::Poll` and its share of the connections, driven
-//! through three phases (open them, optionally one message each, then the timed load).
+//! through three phases (open them, optionally one message each, then the timed load), or,
+//! with `--churn`, connections opened and closed over and over.
 
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
@@ -8,6 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
+
+use robochat::websocket::client::HandshakeError;
 
 use super::conn::{Conn, End, Incoming, Stage, Target};
 use super::options::Framing;
@@ -49,6 +52,12 @@ enum Mode {
         stop_sending_at: Instant,
         closed_loop: bool,
     },
+    Churn {
+        /// Handshakes started from here on are counted.
+        measure_from: Instant,
+        /// No connect is started from here on.
+        stop_at: Instant,
+    },
 }
 
 /// One socket's readiness, copied out of `Events` so the handlers may borrow the worker.
@@ -73,9 +82,13 @@ pub struct Worker {
     target: Target,
     framing: Framing,
     message: Arc<[u8]>,
+    /// Churn, line framing: the message that asks the server to close.
+    exit: Arc<[u8]>,
     mode: Mode,
     /// Open loop: wakes the loop when the next message is due.
     timer: Option<Timer>,
+    /// Churn: slots whose connection is done (greeted, failed or ended) and opens again.
+    restart: Vec<usize>,
     /// Messages sent and not yet answered or lost, over all connections.
     outstanding: usize,
     /// Connections started and neither greeted nor failed yet.
@@ -93,6 +106,7 @@ impl Worker {
         target: Target,
         framing: Framing,
         message: Arc<[u8]>,
+        exit: Arc<[u8]>,
         progress: Arc<Progress>,
     ) -> io::Result<Worker> {
         Ok(Worker {
@@ -105,8 +119,10 @@ impl Worker {
             target,
             framing,
             message,
+            exit,
             mode: Mode::Opening,
             timer: None,
+            restart: Vec::new(),
             outstanding: 0,
             connecting: 0,
             open: 0,
@@ -145,7 +161,7 @@ impl Worker {
                         } else {
                             ""
                         };
-                        format!("no greeting line within {CONNECT_TIMEOUT:?}{hint}")
+                        format!("no greeting within {CONNECT_TIMEOUT:?}{hint}")
                     });
                 }
                 order.pop_front();
@@ -253,6 +269,116 @@ impl Worker {
         Ok(())
     }
 
+    /// Churn: `slots` connections, each opened, greeted, closed and opened again until the
+    /// warmup and the duration are over; then up to [`GRACE`] for the handshakes under way.
+    pub fn churn(&mut self, slots: usize, load: Load) -> io::Result<()> {
+        let start = Instant::now();
+        let measure_from = start + load.warmup;
+        let stop_at = measure_from + load.duration;
+        let grace_end = stop_at + GRACE;
+        self.mode = Mode::Churn {
+            measure_from,
+            stop_at,
+        };
+        let first = self.conns.len();
+        self.conns.extend((0..slots).map(|_| Conn::none()));
+        self.restart.extend(first..first + slots);
+        let mut next_timeout_check = start;
+        loop {
+            let now = Instant::now();
+            let sending = now < stop_at;
+            for i in std::mem::take(&mut self.restart) {
+                self.reopen(i, sending);
+            }
+            if !sending && ((self.connecting == 0 && self.open == 0) || now >= grace_end) {
+                break;
+            }
+            if now >= next_timeout_check {
+                self.churn_timeouts(first, now);
+                next_timeout_check = now + TICK;
+            }
+            self.report_progress();
+            let wake = if now < stop_at { stop_at } else { grace_end };
+            self.poll_once(wake.saturating_duration_since(now).min(TICK))?;
+        }
+        // Connects and closes still under way at the end of the grace period are dropped
+        // uncounted.
+        for conn in &mut self.conns[first..] {
+            if conn.stage != Stage::Closed {
+                conn.close();
+            }
+        }
+        self.progress.open.fetch_sub(self.open, Relaxed);
+        self.connecting = 0;
+        self.open = 0;
+        self.report_progress();
+        Ok(())
+    }
+
+    /// Churn: closes slot `i`'s connection if it is open, and with `again` connects it again.
+    /// A slot whose connect failed at once is tried again on the next loop turn.
+    fn reopen(&mut self, i: usize, again: bool) {
+        match self.conns[i].stage {
+            // Restarted already (it was listed twice), or closing (listed again once closed).
+            Stage::Connecting | Stage::Closing => return,
+            Stage::Open => {
+                self.conns[i].close();
+                self.connection_gone();
+            }
+            Stage::Closed => {}
+        }
+        if !again {
+            return;
+        }
+        match Conn::connect(
+            &self.target,
+            i,
+            self.framing,
+            self.poll.registry(),
+            Token(i),
+        ) {
+            Ok(conn) => {
+                self.conns[i] = conn;
+                self.connecting += 1;
+            }
+            Err(e) => {
+                self.stats.connect_failed(|| e.to_string());
+                self.restart.push(i);
+            }
+        }
+    }
+
+    /// Churn: connections from slot `first` still waiting, [`CONNECT_TIMEOUT`] after their
+    /// connect started, for their greeting or for the server to close them, fail, and start
+    /// again.
+    fn churn_timeouts(&mut self, first: usize, now: Instant) {
+        for i in first..self.conns.len() {
+            let conn = &mut self.conns[i];
+            if now.duration_since(conn.started) < CONNECT_TIMEOUT {
+                continue;
+            }
+            match conn.stage {
+                Stage::Connecting => {
+                    conn.close();
+                    self.connecting -= 1;
+                    self.stats
+                        .connect_failed(|| format!("no greeting within {CONNECT_TIMEOUT:?}"));
+                }
+                Stage::Closing => {
+                    conn.close();
+                    self.connection_gone();
+                    self.stats.connect_failed(|| {
+                        format!(
+                            "the server did not close within {CONNECT_TIMEOUT:?} of the connect"
+                        )
+                    });
+                }
+                Stage::Open | Stage::Closed => continue,
+            }
+            self.restart.push(i);
+        }
+    }
+
     /// Open loop: sends every message due by `now`; returns when the next one is due. Counts the
     /// messages due in the measured window and those of them sent, so that the report can say
     /// whether the rate was kept.
@@ -282,7 +408,13 @@ impl Worker {
     /// Starts one connect; returns its index, or counts the failure.
     fn start_connect(&mut self) -> Option<usize> {
         let index = self.conns.len();
-        match Conn::connect(&self.target, index, self.poll.registry(), Token(index)) {
+        match Conn::connect(
+            &self.target,
+            index,
+            self.framing,
+            self.poll.registry(),
+            Token(index),
+        ) {
             Ok(conn) => {
                 self.conns.push(conn);
                 self.connecting += 1;
@@ -346,14 +478,16 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(r.index) else {
             return;
         };
+        // What arrived before an error is read first: a full web listener's 503 is followed by
+        // a reset when the upgrade request reached it after it closed.
+        if r.readable || r.error {
+            let drain = r.hangup || r.error;
+            conn.receive(&mut self.scratch, drain, &mut self.incoming);
+        }
         if r.error {
             if let Some(e) = conn.take_error() {
                 conn.fail(e, &mut self.incoming);
             }
-        }
-        if r.readable || r.error {
-            let drain = r.hangup || r.error;
-            conn.receive(self.framing, &mut self.scratch, drain, &mut self.incoming);
         }
         if r.writable {
             conn.flush(&mut self.incoming);
@@ -370,17 +504,41 @@ impl Worker {
                     self.connecting -= 1;
                     self.open += 1;
                     self.progress.open.fetch_add(1, Relaxed);
-                    let micros = now.duration_since(self.conns[i].started).as_micros();
-                    self.stats.record_connect(saturate(micros));
+                    let started = self.conns[i].started;
+                    let micros = saturate(now.duration_since(started).as_micros());
+                    self.stats.record_connect(micros);
+                    if let Mode::Churn {
+                        measure_from,
+                        stop_at,
+                    } = self.mode
+                    {
+                        if started >= measure_from && started < stop_at {
+                            self.stats.handshakes += 1;
+                            self.stats.record_latency(micros);
+                            self.unreported_replies += 1;
+                        }
+                        if self.framing == Framing::Legacy {
+                            // The tutorial's server may not know `exit`: closed from here.
+                            self.restart.push(i);
+                        } else {
+                            // Opens again once the server has closed it.
+                            self.conns[i].start_closing(&self.exit, &mut self.incoming);
+                        }
+                    }
                 }
                 Incoming::Refused => {
                     self.connecting -= 1;
                     self.stats.connect_failed(|| {
-                        "the greeting was an ERR line (is the server full?)".into()
+                        "the greeting was an ERR message (is the server full?)".into()
                     });
+                    self.restart_in_churn(i);
                 }
                 Incoming::Reply { due, err } => self.on_reply(i, due, err, now),
                 Incoming::Unexpected => self.stats.protocol_errors += 1,
+                Incoming::Closed => {
+                    self.connection_gone();
+                    self.restart_in_churn(i);
+                }
                 Incoming::Ended {
                     why,
                     connecting,
@@ -393,11 +551,16 @@ impl Worker {
                     } else {
                         self.stats.lost += lost as u64;
                         match why {
-                            End::Overlong => self.stats.protocol_errors += 1,
-                            End::Eof | End::Error(_) => self.stats.closed_by_server += 1,
+                            End::Overlong | End::BadFrame(_) | End::Handshake(_) => {
+                                self.stats.protocol_errors += 1
+                            }
+                            End::Eof | End::Error(_) | End::CloseFrame(_) => {
+                                self.stats.closed_by_server += 1
+                            }
                         }
                         self.connection_gone();
                     }
+                    self.restart_in_churn(i);
                 }
             }
         }
@@ -427,6 +590,13 @@ impl Worker {
         }
     }
 
+    /// Churn: slot `i` opens again on the next loop turn.
+    fn restart_in_churn(&mut self, i: usize) {
+        if matches!(self.mode, Mode::Churn { .. }) {
+            self.restart.push(i);
+        }
+    }
+
     fn connection_gone(&mut self) {
         self.open -= 1;
         self.progress.open.fetch_sub(1, Relaxed);
@@ -444,7 +614,7 @@ impl Worker {
     pub fn close_all(&mut self) {
         self.report_progress();
         for conn in &mut self.conns {
-            if conn.stage == Stage::Open {
+            if matches!(conn.stage, Stage::Open | Stage::Closing) {
                 self.progress.open.fetch_sub(1, Relaxed);
             }
             conn.close();
@@ -494,5 +664,15 @@ fn describe(why: &End) -> String {
         End::Eof => "closed by the server before its greeting".into(),
         End::Error(e) => e.to_string(),
         End::Overlong => "the greeting was longer than 64 KiB".into(),
+        End::Handshake(e @ HandshakeError::Status(503)) => format!("{e} (is the server full?)"),
+        End::Handshake(e @ HandshakeError::Malformed) => {
+            format!("{e} (is --connect the server's web listener?)")
+        }
+        End::Handshake(e) => e.to_string(),
+        End::BadFrame(code) => format!("a frame before the greeting that a client refuses: {code}"),
+        End::CloseFrame(code) => match code {
+            Some(code) => format!("a close frame ({code}) before the greeting"),
+            None => "a close frame before the greeting".into(),
+        },
     }
 }
