@@ -224,19 +224,18 @@ impl Dispatcher {
         if self.draining {
             return;
         }
-        match conn.state() {
-            Lifecycle::Open => {
-                let mut input = conn.take_input();
-                let used = self.frame_and_answer(conn, id, &mut input);
-                conn.keep_input(input, used);
-            }
-            #[cfg(feature = "web")]
-            Lifecycle::AwaitingRequest => {
-                let input = conn.take_input();
-                let used = self.answer_request(conn, &input);
-                conn.keep_input(input, used.unwrap_or(0));
-            }
-            _ => {}
+        #[cfg(feature = "web")]
+        if conn.state() == Lifecycle::AwaitingRequest {
+            let input = conn.take_input();
+            let used = self.answer_request(conn, &input);
+            conn.keep_input(input, used.unwrap_or(0));
+            // Frames a hasty client sent after its request are answered now, not when it
+            // next sends something.
+        }
+        if conn.state() == Lifecycle::Open {
+            let mut input = conn.take_input();
+            let used = self.frame_and_answer(conn, id, &mut input);
+            conn.keep_input(input, used);
         }
     }
 
@@ -307,7 +306,12 @@ impl Dispatcher {
         pending: &mut [u8],
     ) -> usize {
         let mut used = 0;
-        while !self.blocked(conn) && conn.state() == Lifecycle::Open {
+        while conn.state() == Lifecycle::Open && !self.output_full(conn) {
+            // Messages wait behind the lookup in flight, but a ping is answered at once: a
+            // client's keep-alive must not time out while the robot thinks.
+            if conn.lookup_in_flight() && !websocket::starts_with_ping_or_pong(&pending[used..]) {
+                break;
+            }
             let event = match conn.next_websocket_frame(&mut pending[used..]) {
                 Ok(websocket::Decoded::NeedMore) => break,
                 Ok(websocket::Decoded::Frame { consumed, event }) => {

@@ -267,6 +267,14 @@ fn close_event(payload: &[u8]) -> Result<Event<'_>, CloseCode> {
     }
 }
 
+/// Whether the frame at the start of `pending` is a ping or a pong (from its first byte, before
+/// it is whole or decoded): what may be answered while messages wait.
+pub fn starts_with_ping_or_pong(pending: &[u8]) -> bool {
+    pending
+        .first()
+        .is_some_and(|&first| matches!(first & 0x0F, OP_PING | OP_PONG))
+}
+
 /// A frame header, read whole.
 struct Header {
     fin: bool,
