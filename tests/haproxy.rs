@@ -2,13 +2,15 @@
 //! `deploy/haproxy-tls.cfg`: `--proxy-protocol` backends on loopback, chats through the proxy
 //! (plain and over TLS), the real client address in the backends' logs and in HAProxy's own log,
 //! `haproxy -c` without a warning, and a backend killed while every new connection is still
-//! served, before and after the health check notices.
+//! served, before and after the health check notices; and the web frontend, with its HTTP
+//! health check, in front of robochat's web listener: the page and a WebSocket chat through it.
 //!
 //! It needs the `haproxy` and `openssl` programs, which `.ci/run` installs from Debian's
 //! packages, and python3 (the TLS client), so it is not part of a plain `cargo test`: run it with
 //! `cargo test --test haproxy -- --ignored`.
 
 mod common;
+mod ws;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -615,4 +617,60 @@ fn haproxy_terminates_tls_in_front_of_robochat() {
         !received.contains(robochat::DEFAULT_GREETING) && !received.contains("hello"),
         "a plain client got {received:?}"
     );
+}
+
+#[test]
+#[ignore = "needs haproxy; .ci/run installs it and runs this"]
+fn the_page_and_a_websocket_chat_pass_through_the_web_frontend() {
+    let dir = TempDir::new("haproxy-web");
+    let mut command = Command::new(robochat_bin());
+    command.env("RUST_LOG", "debug");
+    let chat = ServeProcess::start_with(
+        command,
+        "127.0.0.1:0",
+        &[
+            "--robot",
+            "echo",
+            "--proxy-protocol",
+            "--web",
+            "127.0.0.1:0",
+        ],
+    );
+    let web = common::web_addr(&chat);
+    let fleet = Fleet {
+        frontend: free_port(),
+        backends: &[chat.addr],
+        web_frontend: free_port(),
+        web_backends: &[web],
+    };
+    let config = configuration(&shipped("haproxy.cfg"), &fleet, FAST_CHECKS, &dir);
+    let mut haproxy = HaProxy::start(&config, &dir);
+
+    // HAProxy's HTTP health check (a PROXY header, then GET /healthz) passes: layer 7 OK.
+    let deadline = Instant::now() + READ_TIMEOUT;
+    while haproxy.server("web1")["check_status"] != "L7OK" {
+        assert!(
+            Instant::now() < deadline,
+            "the web listener never passed HAProxy's health check: {:?}",
+            haproxy.server("web1")
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+
+    let frontend = SocketAddr::from(([127, 0, 0, 1], fleet.web_frontend));
+    let page = ws::http(
+        frontend,
+        &format!("GET / HTTP/1.1\r\nHost: {frontend}\r\n\r\n"),
+    );
+    assert_eq!(page.status, 200);
+    assert!(page.body_text().contains("<html"), "{}", page.body_text());
+
+    // A WebSocket chat through the proxy, with the real client in the server's log.
+    let mut client = ws::WsClient::open(frontend);
+    assert_eq!(client.ask("bob", "through the proxy"), "through the proxy");
+    let port = client.stream().local_addr().unwrap().port();
+    chat.wait_for_log(&format!("is for client 127.0.0.1:{port}"));
+    client.send_text("bob::exit");
+    assert_eq!(client.text(), "再见！Goodbye!");
+    client.expect_close(1000);
 }
