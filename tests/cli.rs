@@ -229,13 +229,20 @@ fn chat_without_user_in_the_environment_uses_the_account_name() {
 
 #[test]
 fn sigterm_finishes_lookups_in_flight_says_goodbye_and_exits_zero() {
-    let mut server = ServeProcess::start(&["--robot", "echo", "--robot-delay", "1000"]);
+    let mut server = ServeProcess::start(&[
+        "--robot",
+        "echo",
+        "--robot-delay",
+        "1000",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let metrics = common::logged_addr(&server, "metrics on http://");
     let mut idle = Client::connect(server.addr);
     let mut busy = Client::connect(server.addr);
     busy.send("bob::answer me before you go\n");
-    // The loop takes ready sockets in the order they became ready, so once a later connection
-    // has its greeting, the message above has been read and handed to a worker.
-    let _later = Client::connect(server.addr);
+    // Once the message has been handed to the robot, the shutdown must wait for its answer.
+    common::wait_for_metric(metrics, "robochat_messages_total", 1.0);
     server.signal(libc::SIGTERM);
     assert_eq!(busy.line(), "answer me before you go");
     for client in [&mut busy, &mut idle] {

@@ -402,14 +402,38 @@ fn read_startup(stderr: ChildStderr) -> (SocketAddr, Arc<Mutex<Vec<String>>>, Jo
 
 /// The web listener's address of a `robochat serve --web ADDR`, from its start-up log line.
 pub fn web_addr(server: &ServeProcess) -> SocketAddr {
-    server.wait_for_log("web chat on http://");
+    logged_addr(server, "web chat on http://")
+}
+
+/// The address after `prefix` (such as `"metrics on http://"`) in a server's log.
+pub fn logged_addr(server: &ServeProcess, prefix: &str) -> SocketAddr {
+    server.wait_for_log(prefix);
     let log = server.log.lock().unwrap();
-    let line = log
-        .iter()
-        .find(|l| l.contains("web chat on http://"))
-        .unwrap();
-    let rest = line.split("web chat on http://").nth(1).unwrap();
+    let line = log.iter().find(|l| l.contains(prefix)).unwrap();
+    let rest = line.split(prefix).nth(1).unwrap();
     rest.split('/').next().unwrap().parse().unwrap()
+}
+
+/// Waits until the metrics at `addr` (`--metrics`) have the sample `name` (with its labels)
+/// at `value` or more.
+pub fn wait_for_metric(addr: SocketAddr, name: &str, value: f64) {
+    for _ in 0..(READ_TIMEOUT.as_millis() / 20) {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: robochat\r\n\r\n")
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let sample = response
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '));
+        if sample.is_some_and(|v| v.parse::<f64>().is_ok_and(|v| v >= value)) {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the metric {name} never reached {value}");
 }
 
 /// A loopback port that refuses connections and that no other test can take while the returned
