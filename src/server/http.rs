@@ -54,10 +54,7 @@ pub(super) fn answer(input: &[u8], origins: &Origins) -> Answer {
                 ),
                 refused_origin: request.origin.map(str::to_owned),
             },
-            Route::Page => (
-                200,
-                web::response(200, "text/html; charset=utf-8", web::PAGE.as_bytes()),
-            ),
+            Route::Page => (200, web::page_response()),
             Route::Health => (200, web::text_response(200, "ok")),
             Route::UpgradeRequired => (
                 426,

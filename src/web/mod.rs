@@ -194,12 +194,34 @@ pub fn accept_key(key: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(sha1.digest().bytes())
 }
 
+/// What the page may do, for browsers to enforce: nothing from elsewhere, no frames around it,
+/// its own inline script and style, and connections to its own host (the WebSocket) only. A
+/// flaw in the page then cannot load or send anything elsewhere.
+const PAGE_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
+     style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; \
+     form-action 'none'; frame-ancestors 'none'";
+
 /// A whole response that ends the connection: status, a short text body (or `body` with its
 /// content type), `Connection: close`. For `HEAD`, the caller sends the head only.
 pub fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
+    response_with(status, content_type, "", body)
+}
+
+/// The chat page ([`PAGE`]), with the policy that confines it.
+pub fn page_response() -> Vec<u8> {
+    response_with(
+        200,
+        "text/html; charset=utf-8",
+        &format!("Content-Security-Policy: {PAGE_POLICY}\r\n"),
+        PAGE.as_bytes(),
+    )
+}
+
+fn response_with(status: u16, content_type: &str, headers: &str, body: &[u8]) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n",
+         Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n{headers}\
+         Connection: close\r\n\r\n",
         reason(status),
         body.len()
     )
@@ -351,5 +373,18 @@ mod tests {
         let upgrade = String::from_utf8(upgrade_response("abc")).unwrap();
         assert!(upgrade.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
         assert!(upgrade.contains("Sec-WebSocket-Accept: abc\r\n") && upgrade.ends_with("\r\n\r\n"));
+        let page = String::from_utf8(page_response()).unwrap();
+        let (head, body) = page.split_once("\r\n\r\n").unwrap();
+        assert_eq!(body, PAGE);
+        let policy = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Security-Policy: "))
+            .expect("the page is confined");
+        // Nothing from elsewhere, and the WebSocket to its own host only.
+        assert!(policy.starts_with("default-src 'none'") && policy.contains("connect-src 'self'"));
+        assert!(
+            !text.contains("Content-Security-Policy"),
+            "only the page needs one"
+        );
     }
 }
