@@ -77,6 +77,8 @@ pub(super) struct EventLoop {
     started: Instant,
     /// Connections with a timeout running; only these are looked at by the sweeps.
     pub(super) timed: Vec<ConnId>,
+    /// How many of `timed` have no timeout running any more (they leave it at the next sweep).
+    pub(super) stale_timers: usize,
     pub(super) next_sweep: Option<Instant>,
 }
 
@@ -204,6 +206,7 @@ impl EventLoop {
             lingering: VecDeque::new(),
             started: Instant::now(),
             timed: Vec::new(),
+            stale_timers: 0,
             next_sweep: None,
         }
     }

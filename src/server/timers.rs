@@ -31,6 +31,9 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 86_400);
 /// Sweeps come at most this often: when many deadlines fall close together, one sweep takes
 /// all those within this much of each other.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(50);
+/// Connections in the timed list with no timeout running any more, past which (when they are
+/// also most of the list) a sweep comes at once to drop them.
+const STALE_TIMERS_SWEPT: usize = 256;
 
 /// The clock reading for `now`, never [`NEVER`].
 pub(super) fn ticks_since(started: Instant, now: Instant) -> Ticks {
@@ -126,7 +129,12 @@ impl EventLoop {
         };
         conn.update_clocks(now, timeouts);
         let due = match verdict(conn.clocks(), now, timeouts) {
-            Verdict::Quiet => return,
+            Verdict::Quiet => {
+                if conn.has_timers() {
+                    self.note_stale_timer();
+                }
+                return;
+            }
             Verdict::Due(due) => due,
             Verdict::Expired(_) => 0, // the next sweep, at once, acts on it
         };
@@ -138,9 +146,21 @@ impl EventLoop {
         self.next_sweep = Some(self.next_sweep.map_or(deadline, |t| t.min(deadline)));
     }
 
+    /// A connection in the list has no timeout running any more; it leaves the list at the next
+    /// sweep. When most of the list is such connections (thousands of web connections whose
+    /// request clock stopped when their WebSocket opened), that sweep comes now rather than at
+    /// the next deadline, so that the list, and its memory, stay the size of what is timed.
+    fn note_stale_timer(&mut self) {
+        self.stale_timers += 1;
+        if self.stale_timers >= STALE_TIMERS_SWEPT && self.stale_timers * 2 > self.timed.len() {
+            self.next_sweep = Some(Instant::now());
+        }
+    }
+
     /// Checks the connections that have a timeout running, and acts on those that ran out; then
     /// plans the next sweep for the earliest deadline left.
     pub(super) fn sweep_timers(&mut self) {
+        self.stale_timers = 0;
         let now = self.dispatch.now;
         let timeouts = self.dispatch.config.timeouts;
         let mut earliest: Option<Ticks> = None;
@@ -171,6 +191,9 @@ impl EventLoop {
         }
         let now = Instant::now();
         self.next_sweep = earliest.map(|due| (now + TICK * due).max(now + SWEEP_INTERVAL));
+        if self.timed.capacity() > 4 * self.timed.len().max(STALE_TIMERS_SWEPT) {
+            self.timed.shrink_to(2 * self.timed.len());
+        }
     }
 
     fn time_out(&mut self, id: ConnId, expired: Expired) {
