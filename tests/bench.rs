@@ -6,7 +6,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{refusing_port, robochat_bin, ServeProcess};
+use common::{refusing_port, robochat_bin, web_addr, ServeProcess};
 
 /// Every key `--json` always prints (null when it does not apply).
 const KEYS: &[&str] = &[
@@ -63,18 +63,6 @@ fn field<'a>(json: &'a str, key: &str) -> &'a str {
     let rest = &json[start..];
     let end = rest.find([',', '}']).unwrap_or(rest.len());
     rest[..end].trim()
-}
-
-/// The web listener's address (`127.0.0.1:PORT`), from the line the server logs before it
-/// listens.
-fn web_addr(server: &ServeProcess) -> String {
-    let log = server.log.lock().unwrap();
-    let line = log
-        .iter()
-        .find(|line| line.contains("web chat on http://"))
-        .unwrap_or_else(|| panic!("no web listener in the log: {log:#?}"));
-    let rest = line.split("http://").nth(1).unwrap();
-    rest.split('/').next().unwrap().to_owned()
 }
 
 fn number(json: &str, key: &str) -> f64 {
@@ -247,7 +235,7 @@ fn legacy_framing_works_against_a_legacy_server() {
 #[test]
 fn web_drives_websocket_connections_like_lines() {
     let server = ServeProcess::start(&["--robot", "echo", "--web", "127.0.0.1:0"]);
-    let web = web_addr(&server);
+    let web = web_addr(&server).to_string();
     let pid = server.pid().to_string();
     // Closed loop, idle connections that chat once, the server's memory: as over lines.
     let output = bench(&[
@@ -330,7 +318,7 @@ fn a_full_web_listener_is_a_connect_failure() {
         "--max-connections",
         "2",
     ]);
-    let web = web_addr(&server);
+    let web = web_addr(&server).to_string();
     let json = json_of(&bench(&[
         "--web",
         "--connect",
@@ -352,7 +340,7 @@ fn a_full_web_listener_is_a_connect_failure() {
 fn churn_measures_handshakes_over_lines_and_websocket() {
     let server = ServeProcess::start(&["--robot", "echo", "--web", "127.0.0.1:0"]);
     let line = server.addr.to_string();
-    let web = web_addr(&server);
+    let web = web_addr(&server).to_string();
     let common = [
         "--churn",
         "--connections",
