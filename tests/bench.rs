@@ -6,7 +6,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{refusing_port, robochat_bin, ServeProcess};
+use common::{refusing_port, robochat_bin, web_addr, ServeProcess};
 
 /// Every key `--json` always prints (null when it does not apply).
 const KEYS: &[&str] = &[
@@ -29,6 +29,34 @@ const KEYS: &[&str] = &[
     "server_rss_end_bytes",
     "server_rss_bytes_per_idle",
     "server_rss_bytes_per_idle_after_message",
+];
+
+/// A closed loop whose idle connections chat once, with the server's memory measured: the
+/// arguments after `--connect ADDR`, before `--server-pid PID`.
+const CLOSED_LOOP: &[&str] = &[
+    "--connections",
+    "4",
+    "--idle",
+    "3",
+    "--idle-message",
+    "--duration",
+    "1",
+    "--warmup",
+    "0.2",
+    "--json",
+];
+
+/// An open loop at 300 messages a second: the arguments after `--connect ADDR`.
+const OPEN_LOOP: &[&str] = &[
+    "--connections",
+    "3",
+    "--rate",
+    "300",
+    "--duration",
+    "0.5",
+    "--warmup",
+    "0.1",
+    "--json",
 ];
 
 fn bench(args: &[&str]) -> Output {
@@ -65,18 +93,6 @@ fn field<'a>(json: &'a str, key: &str) -> &'a str {
     rest[..end].trim()
 }
 
-/// The web listener's address (`127.0.0.1:PORT`), from the line the server logs before it
-/// listens.
-fn web_addr(server: &ServeProcess) -> String {
-    let log = server.log.lock().unwrap();
-    let line = log
-        .iter()
-        .find(|line| line.contains("web chat on http://"))
-        .unwrap_or_else(|| panic!("no web listener in the log: {log:#?}"));
-    let rest = line.split("http://").nth(1).unwrap();
-    rest.split('/').next().unwrap().to_owned()
-}
-
 fn number(json: &str, key: &str) -> f64 {
     let raw = field(json, key);
     raw.parse()
@@ -88,22 +104,7 @@ fn bench_reports_every_key_against_robochat() {
     let server = ServeProcess::start(&["--robot", "echo"]);
     let addr = server.addr.to_string();
     let pid = server.pid().to_string();
-    let output = bench(&[
-        "--connect",
-        &addr,
-        "--connections",
-        "4",
-        "--idle",
-        "3",
-        "--idle-message",
-        "--duration",
-        "1",
-        "--warmup",
-        "0.2",
-        "--json",
-        "--server-pid",
-        &pid,
-    ]);
+    let output = bench(&[&["--connect", &addr], CLOSED_LOOP, &["--server-pid", &pid]].concat());
     let json = json_of(&output);
     assert!(
         output.status.success(),
@@ -174,19 +175,7 @@ fn bench_without_server_pid_leaves_memory_null_and_prints_a_table() {
 fn open_loop_runs_at_a_rate() {
     let server = ServeProcess::start(&["--robot", "echo"]);
     let addr = server.addr.to_string();
-    let json = json_of(&bench(&[
-        "--connect",
-        &addr,
-        "--connections",
-        "3",
-        "--rate",
-        "300",
-        "--duration",
-        "0.5",
-        "--warmup",
-        "0.1",
-        "--json",
-    ]));
+    let json = json_of(&bench(&[&["--connect", &addr], OPEN_LOOP].concat()));
     assert!(number(&json, "messages") > 0.0, "{json}");
     assert_eq!(number(&json, "errors"), 0.0, "{json}");
     // 300 messages a second is far below what the server answers: the rate is kept.
@@ -247,26 +236,11 @@ fn legacy_framing_works_against_a_legacy_server() {
 #[test]
 fn web_drives_websocket_connections_like_lines() {
     let server = ServeProcess::start(&["--robot", "echo", "--web", "127.0.0.1:0"]);
-    let web = web_addr(&server);
+    let web = web_addr(&server).to_string();
     let pid = server.pid().to_string();
     // Closed loop, idle connections that chat once, the server's memory: as over lines.
-    let output = bench(&[
-        "--web",
-        "--connect",
-        &web,
-        "--connections",
-        "4",
-        "--idle",
-        "3",
-        "--idle-message",
-        "--duration",
-        "1",
-        "--warmup",
-        "0.2",
-        "--json",
-        "--server-pid",
-        &pid,
-    ]);
+    let web_connect = ["--web", "--connect", &web];
+    let output = bench(&[&web_connect[..], CLOSED_LOOP, &["--server-pid", &pid]].concat());
     let json = json_of(&output);
     assert!(output.status.success(), "{json}");
     for key in KEYS {
@@ -282,20 +256,7 @@ fn web_drives_websocket_connections_like_lines() {
     number(&json, "server_rss_bytes_per_idle_after_message");
 
     // Open loop.
-    let json = json_of(&bench(&[
-        "--web",
-        "--connect",
-        &web,
-        "--connections",
-        "3",
-        "--rate",
-        "300",
-        "--duration",
-        "0.5",
-        "--warmup",
-        "0.1",
-        "--json",
-    ]));
+    let json = json_of(&bench(&[&web_connect[..], OPEN_LOOP].concat()));
     assert!(number(&json, "messages") > 0.0, "{json}");
     assert_eq!(number(&json, "errors"), 0.0, "{json}");
     assert_eq!(field(&json, "rate_kept"), "true", "{json}");
@@ -330,7 +291,7 @@ fn a_full_web_listener_is_a_connect_failure() {
         "--max-connections",
         "2",
     ]);
-    let web = web_addr(&server);
+    let web = web_addr(&server).to_string();
     let json = json_of(&bench(&[
         "--web",
         "--connect",
@@ -352,7 +313,7 @@ fn a_full_web_listener_is_a_connect_failure() {
 fn churn_measures_handshakes_over_lines_and_websocket() {
     let server = ServeProcess::start(&["--robot", "echo", "--web", "127.0.0.1:0"]);
     let line = server.addr.to_string();
-    let web = web_addr(&server);
+    let web = web_addr(&server).to_string();
     let common = [
         "--churn",
         "--connections",

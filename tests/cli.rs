@@ -237,7 +237,7 @@ fn sigterm_finishes_lookups_in_flight_says_goodbye_and_exits_zero() {
         "--metrics",
         "127.0.0.1:0",
     ]);
-    let metrics = common::logged_addr(&server, "metrics on http://");
+    let metrics = common::metrics_addr(&server);
     let mut idle = Client::connect(server.addr);
     let mut busy = Client::connect(server.addr);
     busy.send("bob::answer me before you go\n");

@@ -5,7 +5,7 @@ mod common;
 use std::io::{ErrorKind, Write};
 use std::time::{Duration, Instant};
 
-use common::{poll_events, Client, ServeProcess, HANGUP, READ_TIMEOUT};
+use common::{flood_until_pushed_back, poll_events, Client, ServeProcess, HANGUP, READ_TIMEOUT};
 
 #[test]
 fn a_flood_that_never_reads_stays_small_leaves_others_alone_and_is_closed() {
@@ -16,27 +16,8 @@ fn a_flood_that_never_reads_stays_small_leaves_others_alone_and_is_closed() {
 
     let flooder = Client::connect(server.addr);
     let stream = flooder.stream().try_clone().unwrap();
-    stream.set_nonblocking(true).unwrap();
     let batch = b"bob::flooding and never reading a single reply\n".repeat(2000);
-    let (mut sent, mut closed) = (0usize, false);
-    while !closed {
-        match (&stream).write(&batch[sent % batch.len()..]) {
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                let events = poll_events(
-                    &stream,
-                    libc::POLLOUT | libc::POLLRDHUP,
-                    Duration::from_secs(1),
-                );
-                if events == 0 {
-                    break; // pushed back: the server stopped reading
-                }
-                closed = events & HANGUP != 0;
-            }
-            Err(_) => closed = true,
-        }
-        assert!(sent < 1 << 30, "the server never pushed back");
-    }
+    let (sent, closed) = flood_until_pushed_back(&stream, &batch);
     // While it is stalled, the server holds a few buffers for it, not what it sent.
     let growth = server.rss_bytes().saturating_sub(before);
     assert!(

@@ -23,7 +23,7 @@ use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Client, ServeProcess};
+use common::{metrics_addr, Client, ServeProcess};
 
 const LLM_MISSING: &str = "the model server is not installed: `python3 -m venv target/llm-venv && \
      target/llm-venv/bin/pip install --no-deps -r tests/fixtures/llm-requirements.txt` (or run \
@@ -212,18 +212,6 @@ fn calls(metrics: SocketAddr) -> Calls {
         skipped: sample("robochat_robot_skipped_total{robot=\"openai\"}"),
         embedded: sample("robochat_robot_calls_total{robot=\"embedded\",outcome=\"ok\"}"),
     }
-}
-
-/// The address of `--metrics 127.0.0.1:0`, from its start-up line.
-fn metrics_addr(server: &ServeProcess) -> SocketAddr {
-    server.wait_for_log("metrics on http://");
-    let log = server.log.lock().unwrap();
-    let line = log
-        .iter()
-        .find(|l| l.contains("metrics on http://"))
-        .unwrap();
-    let addr = line.split("http://").nth(1).unwrap();
-    addr.trim_end_matches("/metrics").parse().unwrap()
 }
 
 /// A chat connection whose reads wait [`REPLY_WAIT`].

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{poll_events, Client, ServeProcess, HANGUP, READ_TIMEOUT};
+use common::{flood_until_pushed_back, poll_events, Client, ServeProcess, HANGUP, READ_TIMEOUT};
 use robochat::web::Origins;
 use robochat::{EchoRobot, Server, DEFAULT_GREETING};
 use ws::{
@@ -558,32 +558,6 @@ fn a_100_mb_message_is_refused_from_its_header_and_the_server_does_not_grow() {
     assert_eq!(other.ask("u", "after"), "after");
 }
 
-/// Writes `batch` over and over without reading until the server stops taking it (no progress
-/// for a second) or closes; returns the bytes sent and whether it closed.
-fn flood_until_pushed_back(stream: &TcpStream, batch: &[u8]) -> (usize, bool) {
-    stream.set_nonblocking(true).unwrap();
-    let (mut sent, mut closed) = (0usize, false);
-    while !closed {
-        match (&*stream).write(&batch[sent % batch.len()..]) {
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                let events = poll_events(
-                    stream,
-                    libc::POLLOUT | libc::POLLRDHUP,
-                    Duration::from_secs(1),
-                );
-                if events == 0 {
-                    break; // pushed back: the server stopped reading
-                }
-                closed = events & HANGUP != 0;
-            }
-            Err(_) => closed = true,
-        }
-        assert!(sent < 1 << 30, "the server never pushed back");
-    }
-    (sent, closed)
-}
-
 /// A web client floods `batch` and never reads: the server stops reading it, holds little for
 /// it, serves everyone else, and closes it after `--send-timeout`.
 fn a_client_that_never_reads(batch: &[u8]) {
@@ -703,7 +677,7 @@ fn with_proxy_protocol_the_header_comes_before_the_request_and_names_the_client(
             "--proxy-protocol",
         ],
     );
-    let web = ws::web_addr(&server);
+    let web = common::web_addr(&server);
     let proxied = |client: &str| format!("PROXY TCP4 {client} 192.0.2.1 40000 8080\r\n");
     // The header, then the upgrade, in separate writes.
     let mut chat = WsClient::connect(web);
@@ -786,16 +760,7 @@ fn scrape_until(addr: SocketAddr, ready: impl Fn(&str) -> bool) -> String {
 #[test]
 fn metrics_count_connections_by_transport_and_responses_by_status() {
     let (server, web) = serve_web(&["--robot", "echo", "--metrics", "127.0.0.1:0"]);
-    server.wait_for_log("metrics on http://");
-    let metrics: SocketAddr = {
-        let log = server.log.lock().unwrap();
-        let line = log
-            .iter()
-            .find(|l| l.contains("metrics on http://"))
-            .unwrap();
-        let addr = line.split("http://").nth(1).unwrap();
-        addr.trim_end_matches("/metrics").parse().unwrap()
-    };
+    let metrics = common::metrics_addr(&server);
     let open_web = "robochat_connections_open{transport=\"web\"}";
     let open_line = "robochat_connections_open{transport=\"line\"}";
     let accepted_web = "robochat_connections_accepted_total{transport=\"web\"}";

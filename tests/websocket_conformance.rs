@@ -62,28 +62,22 @@ fn chunk_sizes(len: usize) -> Vec<usize> {
 /// The server takes `bytes`: it answers them with `expected`, and then the client's close
 /// with the same code.
 fn taken(server: &WebServer, bytes: &[u8], expected: &[Out]) {
-    let mut all = bytes.to_vec();
-    all.extend(close(1000, b""));
-    let mut want = expected.to_vec();
-    want.push(Out::Close(1000));
-    for chunk in chunk_sizes(all.len()) {
-        assert_eq!(
-            outs(server, &all, chunk),
-            want,
-            "sent in pieces of {chunk}: {:02x?}",
-            &bytes[..bytes.len().min(64)]
-        );
-    }
+    answered(server, bytes, &close(1000, b""), expected, Out::Close(1000));
 }
 
 /// The server refuses `bytes`: it answers what came before the fault with `before`, closes
 /// with `code`, and answers nothing sent after.
 fn refused(server: &WebServer, bytes: &[u8], before: &[Out], code: u16) {
-    let mut all = bytes.to_vec();
-    all.extend(text("u::after the fault"));
-    all.extend(ping(b"after the fault"));
-    let mut want = before.to_vec();
-    want.push(Out::Close(code));
+    let after = concat(&[text("u::after the fault"), ping(b"after the fault")]);
+    answered(server, bytes, &after, before, Out::Close(code));
+}
+
+/// `bytes` and then `after`, however they are cut into reads, are answered with `expected`
+/// and then `last`.
+fn answered(server: &WebServer, bytes: &[u8], after: &[u8], expected: &[Out], last: Out) {
+    let all = [bytes, after].concat();
+    let mut want = expected.to_vec();
+    want.push(last);
     for chunk in chunk_sizes(all.len()) {
         assert_eq!(
             outs(server, &all, chunk),

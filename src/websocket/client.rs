@@ -11,13 +11,15 @@
 //! the server, reserved bits, unknown opcodes, fragmented or long control frames, a
 //! continuation with no message to continue or a new message inside one, a bad close payload
 //! (1002); binary messages (1003: the chat is text); messages past the caller's limit (1009,
-//! from the header alone). The text itself is given as bytes: whether a message is UTF-8 is
+//! from the header alone). These are the server's own checks, in the same order: one header
+//! parser and one set of rules read both sides' frames, which differ only in the masking. The
+//! text itself is given as bytes: whether a message is UTF-8 is
 //! the caller's to check once its parts are joined (the server never splits one).
 
 use std::fmt;
 
-use super::{close_event, CloseCode, Event, MAX_CONTROL_PAYLOAD};
-use super::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
+use super::{close_payload, encode_frame, CloseCode, Header, MAX_CONTROL_PAYLOAD};
+use super::{OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
 
 /// The largest response head read while waiting for its end.
 pub const MAX_RESPONSE_HEAD: usize = 8 * 1024;
@@ -69,99 +71,52 @@ impl Decoder {
         pending: &'a [u8],
         max_message: usize,
     ) -> Result<Decoded<'a>, CloseCode> {
-        let [first, second, ..] = *pending else {
+        let Some(header) = Header::parse(pending, false)? else {
             return Ok(Decoded::NeedMore);
         };
-        if first & 0x70 != 0 || second & 0x80 != 0 {
-            return Err(CloseCode::Protocol); // reserved bits, or a masked frame from a server
-        }
-        let (fin, opcode) = (first & 0x80 != 0, first & 0x0F);
-        let control = opcode >= OP_CLOSE;
-        match opcode {
-            OP_TEXT | OP_CONTINUATION => {
-                // A continuation with nothing to continue, or a new message inside one.
-                if (opcode == OP_CONTINUATION) != self.in_message {
-                    return Err(CloseCode::Protocol);
-                }
-            }
-            OP_CLOSE | OP_PING | OP_PONG if !fin => return Err(CloseCode::Protocol),
-            OP_CLOSE | OP_PING | OP_PONG => {}
-            OP_BINARY => return Err(CloseCode::Unsupported),
-            _ => return Err(CloseCode::Protocol),
-        }
-        let (size, len) = match second & 0x7F {
-            n @ 126..=127 => {
-                let size = if n == 126 { 4 } else { 10 };
-                let Some(extended) = pending.get(2..size) else {
-                    return Ok(Decoded::NeedMore);
-                };
-                let mut be = [0u8; 8];
-                be[8 - extended.len()..].copy_from_slice(extended);
-                (size, u64::from_be_bytes(be))
-            }
-            n => (2, u64::from(n)),
-        };
-        if len >> 63 != 0 || (control && len > MAX_CONTROL_PAYLOAD as u64) {
-            return Err(CloseCode::Protocol);
-        }
-        if !control && self.message_len.saturating_add(len) > max_message as u64 {
-            return Err(CloseCode::TooBig); // refused from the header
-        }
-        let Some(payload) = pending.get(size..size + len as usize) else {
+        header.check(self.in_message, self.message_len, max_message)?;
+        let Some(payload) = pending.get(header.size..header.size + header.len as usize) else {
             return Ok(Decoded::NeedMore);
         };
-        let frame = match opcode {
-            OP_CLOSE => match close_event(payload)? {
-                Event::Close { code, reason } => Frame::Close { code, reason },
-                _ => unreachable!("close_event gives a close"),
-            },
+        let frame = match header.opcode {
+            OP_CLOSE => {
+                let (code, reason) = close_payload(payload)?;
+                Frame::Close { code, reason }
+            }
             OP_PING => Frame::Ping(payload),
             OP_PONG => Frame::Pong(payload),
             _ => {
+                let fin = header.fin;
                 self.in_message = !fin;
-                self.message_len = if fin { 0 } else { self.message_len + len };
+                self.message_len = if fin {
+                    0
+                } else {
+                    self.message_len + header.len
+                };
                 Frame::Text { data: payload, fin }
             }
         };
         Ok(Decoded::Frame {
-            consumed: size + payload.len(),
+            consumed: header.size + payload.len(),
             frame,
         })
     }
 }
 
-/// Appends one masked, final frame.
-fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
-    out.push(0x80 | opcode);
-    match payload.len() {
-        n @ 0..=125 => out.push(0x80 | n as u8),
-        n @ 126..=0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
-}
-
 /// Appends a text message, masked with `mask`.
 pub fn encode_text(out: &mut Vec<u8>, text: &str, mask: [u8; 4]) {
-    encode_frame(out, OP_TEXT, text.as_bytes(), mask);
+    encode_frame(out, OP_TEXT, text.as_bytes(), Some(mask));
 }
 
 /// Appends a pong answering a ping's `data` (at most 125 bytes, as the ping's was).
 pub fn encode_pong(out: &mut Vec<u8>, data: &[u8], mask: [u8; 4]) {
     let data = &data[..data.len().min(MAX_CONTROL_PAYLOAD)];
-    encode_frame(out, OP_PONG, data, mask);
+    encode_frame(out, OP_PONG, data, Some(mask));
 }
 
 /// Appends a close frame with `code` and no reason.
 pub fn encode_close(out: &mut Vec<u8>, code: u16, mask: [u8; 4]) {
-    encode_frame(out, OP_CLOSE, &code.to_be_bytes(), mask);
+    encode_frame(out, OP_CLOSE, &code.to_be_bytes(), Some(mask));
 }
 
 /// The opening handshake of one connection: its key, the request, and the check of the
@@ -317,24 +272,15 @@ fn base64(bytes: &[u8], out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::websocket::Event;
 
     const MAX: usize = 1000;
 
-    /// A server's frame (unmasked), as the server's own encoders make them.
+    /// A server's frame (unmasked) with the first byte `first` (FIN, reserved bits, opcode).
     fn server_frame(first: u8, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![first];
-        match payload.len() {
-            n @ 0..=125 => out.push(n as u8),
-            n @ 126..=0xFFFF => {
-                out.push(126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(payload);
+        let mut out = Vec::new();
+        encode_frame(&mut out, first & 0x0F, payload, None);
+        out[0] = first;
         out
     }
 
@@ -434,6 +380,8 @@ mod tests {
         let stray_continuation = server_frame(0x80, b"x");
         let mut text_inside_text = server_frame(0x01, b"a");
         text_inside_text.extend(server_frame(0x81, b"b"));
+        let mut binary_inside_text = server_frame(0x01, b"a");
+        binary_inside_text.extend(server_frame(0x82, b"b"));
         let bad_close = server_frame(0x88, &1005u16.to_be_bytes());
         let mut top_bit_length = vec![0x81, 127];
         top_bit_length.extend_from_slice(&(1u64 << 63).to_be_bytes());
@@ -445,6 +393,7 @@ mod tests {
             &long_ping,
             &stray_continuation,
             &text_inside_text,
+            &binary_inside_text,
             &bad_close,
             &top_bit_length,
         ] {

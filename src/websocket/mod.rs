@@ -143,38 +143,24 @@ impl Decoder {
         pending: &'a mut [u8],
         max_message: usize,
     ) -> Result<Decoded<'a>, CloseCode> {
-        let Some(header) = Header::parse(pending)? else {
+        let Some(header) = Header::parse(pending, true)? else {
             return Ok(Decoded::NeedMore);
         };
-        let control = header.opcode >= OP_CLOSE;
-        if control {
-            if !header.fin || header.len > MAX_CONTROL_PAYLOAD as u64 {
-                return Err(CloseCode::Protocol);
-            }
-        } else {
-            match (header.opcode, self.in_message) {
-                (OP_CONTINUATION, false) | (OP_TEXT | OP_BINARY, true) => {
-                    return Err(CloseCode::Protocol)
-                }
-                (OP_BINARY, false) => return Err(CloseCode::Unsupported),
-                _ => {}
-            }
-            // Refused from the header: the payload is never waited for.
-            if u64::from(self.message_len) + header.len > max_message as u64 {
-                return Err(CloseCode::TooBig);
-            }
-        }
+        header.check(self.in_message, u64::from(self.message_len), max_message)?;
         let total = header.size + header.len as usize;
         if pending.len() < total {
             return Ok(Decoded::NeedMore);
         }
         let payload = &mut pending[header.size..total];
-        for (i, byte) in payload.iter_mut().enumerate() {
-            *byte ^= header.mask[i % 4];
+        if let Some(mask) = header.mask {
+            apply_mask(payload, mask);
         }
         let payload: &'a [u8] = payload;
         let event = match header.opcode {
-            OP_CLOSE => close_event(payload)?,
+            OP_CLOSE => {
+                let (code, reason) = close_payload(payload)?;
+                Event::Close { code, reason }
+            }
             OP_PING => Event::Ping(payload),
             OP_PONG => Event::Pong,
             _ => {
@@ -244,12 +230,9 @@ fn char_len(first: u8) -> usize {
 }
 
 /// A close frame's payload: nothing, or a valid status code and a UTF-8 reason.
-fn close_event(payload: &[u8]) -> Result<Event<'_>, CloseCode> {
+fn close_payload(payload: &[u8]) -> Result<(Option<u16>, &str), CloseCode> {
     match payload {
-        [] => Ok(Event::Close {
-            code: None,
-            reason: "",
-        }),
+        [] => Ok((None, "")),
         [_] => Err(CloseCode::Protocol),
         [high, low, reason @ ..] => {
             let code = u16::from_be_bytes([*high, *low]);
@@ -259,10 +242,7 @@ fn close_event(payload: &[u8]) -> Result<Event<'_>, CloseCode> {
                 return Err(CloseCode::Protocol);
             }
             let reason = std::str::from_utf8(reason).map_err(|_| CloseCode::InvalidData)?;
-            Ok(Event::Close {
-                code: Some(code),
-                reason,
-            })
+            Ok((Some(code), reason))
         }
     }
 }
@@ -275,11 +255,13 @@ pub fn starts_with_ping_or_pong(pending: &[u8]) -> bool {
         .is_some_and(|&first| matches!(first & 0x0F, OP_PING | OP_PONG))
 }
 
-/// A frame header, read whole.
+/// A frame header, read whole: the server's decoder and the client's ([`client::Decoder`])
+/// both read frames through it, so that both refuse the same frames with the same codes.
 struct Header {
     fin: bool,
     opcode: u8,
-    mask: [u8; 4],
+    /// The masking key: a client's frames have one, a server's none.
+    mask: Option<[u8; 4]>,
     /// The payload's length.
     len: u64,
     /// The header's own length.
@@ -287,8 +269,10 @@ struct Header {
 }
 
 impl Header {
-    /// The header at the start of `bytes`, `None` if it is not all there yet.
-    fn parse(bytes: &[u8]) -> Result<Option<Header>, CloseCode> {
+    /// The header at the start of `bytes`, `None` if it is not all there yet. `masked` says
+    /// whether the frame must be masked (a client's, read by the server) or must not be (a
+    /// server's, read by a client): RFC 6455 5.1 has each side refuse the other kind.
+    fn parse(bytes: &[u8], masked: bool) -> Result<Option<Header>, CloseCode> {
         let [first, second, ..] = *bytes else {
             return Ok(None);
         };
@@ -302,15 +286,16 @@ impl Header {
         ) {
             return Err(CloseCode::Protocol);
         }
-        if second & 0x80 == 0 {
-            return Err(CloseCode::Protocol); // a client's frames must be masked
+        if (second & 0x80 != 0) != masked {
+            return Err(CloseCode::Protocol); // clients must mask, servers must not
         }
         let (len_bytes, short) = match second & 0x7F {
             126 => (2, None),
             127 => (8, None),
             n => (0, Some(u64::from(n))),
         };
-        let size = 2 + len_bytes + 4;
+        let mask_bytes = if masked { 4 } else { 0 };
+        let size = 2 + len_bytes + mask_bytes;
         if bytes.len() < size {
             return Ok(None);
         }
@@ -326,8 +311,11 @@ impl Header {
                 n
             }
         };
-        let mut mask = [0u8; 4];
-        mask.copy_from_slice(&bytes[size - 4..size]);
+        let mask = masked.then(|| {
+            let mut mask = [0u8; 4];
+            mask.copy_from_slice(&bytes[size - 4..size]);
+            mask
+        });
         Ok(Some(Header {
             fin: first & 0x80 != 0,
             opcode,
@@ -336,33 +324,80 @@ impl Header {
             size,
         }))
     }
+
+    /// Checks the frame against where the message stands (`in_message`: a fragmented message is
+    /// under way, of `message_len` bytes so far), before its payload is waited for: a control
+    /// frame is final and at most 125 bytes; a continuation continues a message and a text
+    /// frame starts one (1002); binary is not taken (1003); a message stays within
+    /// `max_message` (1009), refused from the header so that its payload is never waited for.
+    fn check(
+        &self,
+        in_message: bool,
+        message_len: u64,
+        max_message: usize,
+    ) -> Result<(), CloseCode> {
+        if self.opcode >= OP_CLOSE {
+            if !self.fin || self.len > MAX_CONTROL_PAYLOAD as u64 {
+                return Err(CloseCode::Protocol);
+            }
+            return Ok(());
+        }
+        match (self.opcode, in_message) {
+            (OP_CONTINUATION, false) | (OP_TEXT | OP_BINARY, true) => {
+                return Err(CloseCode::Protocol)
+            }
+            (OP_BINARY, false) => return Err(CloseCode::Unsupported),
+            _ => {}
+        }
+        if message_len.saturating_add(self.len) > max_message as u64 {
+            return Err(CloseCode::TooBig);
+        }
+        Ok(())
+    }
 }
 
-/// Appends one unmasked, final frame (as a server sends them).
-fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+/// Masks or unmasks `bytes` (the same operation), the first of them at the key's start.
+fn apply_mask(bytes: &mut [u8], mask: [u8; 4]) {
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte ^= mask[i % 4];
+    }
+}
+
+/// Appends one final frame: masked with `mask` as a client sends them, or unmasked (`None`) as
+/// a server does.
+fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) {
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
     out.push(0x80 | opcode);
     match payload.len() {
-        n @ 0..=125 => out.push(n as u8),
+        n @ 0..=125 => out.push(mask_bit | n as u8),
         n @ 126..=0xFFFF => {
-            out.push(126);
+            out.push(mask_bit | 126);
             out.extend_from_slice(&(n as u16).to_be_bytes());
         }
         n => {
-            out.push(127);
+            out.push(mask_bit | 127);
             out.extend_from_slice(&(n as u64).to_be_bytes());
         }
     }
+    if let Some(mask) = mask {
+        out.extend_from_slice(&mask);
+    }
+    let start = out.len();
     out.extend_from_slice(payload);
+    if let Some(mask) = mask {
+        apply_mask(&mut out[start..], mask);
+    }
 }
 
 /// Appends a text message.
 pub fn encode_text(out: &mut Vec<u8>, text: &str) {
-    encode_frame(out, OP_TEXT, text.as_bytes());
+    encode_frame(out, OP_TEXT, text.as_bytes(), None);
 }
 
 /// Appends a pong answering a ping's `data` (at most 125 bytes, as the ping's was).
 pub fn encode_pong(out: &mut Vec<u8>, data: &[u8]) {
-    encode_frame(out, OP_PONG, &data[..data.len().min(MAX_CONTROL_PAYLOAD)]);
+    let data = &data[..data.len().min(MAX_CONTROL_PAYLOAD)];
+    encode_frame(out, OP_PONG, data, None);
 }
 
 /// Appends a close frame with `code` and as much of `reason` as fits (whole characters).
@@ -374,7 +409,7 @@ pub fn encode_close(out: &mut Vec<u8>, code: u16, reason: &str) {
     let mut payload = Vec::with_capacity(2 + end);
     payload.extend_from_slice(&code.to_be_bytes());
     payload.extend_from_slice(&reason.as_bytes()[..end]);
-    encode_frame(out, OP_CLOSE, &payload);
+    encode_frame(out, OP_CLOSE, &payload, None);
 }
 
 #[cfg(test)]
@@ -383,23 +418,17 @@ mod tests {
 
     const MAX: usize = 1000;
 
-    /// A client's frame: masked with a fixed key.
+    /// A client's frame with the first byte `first` (FIN, reserved bits, opcode), masked with
+    /// the key of the RFC's examples.
     fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
-        let mask = [0x37, 0xfa, 0x21, 0x3d];
-        let mut out = vec![first];
-        match payload.len() {
-            n @ 0..=125 => out.push(0x80 | n as u8),
-            n @ 126..=0xFFFF => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        let mut out = Vec::new();
+        encode_frame(
+            &mut out,
+            first & 0x0F,
+            payload,
+            Some([0x37, 0xfa, 0x21, 0x3d]),
+        );
+        out[0] = first;
         out
     }
 

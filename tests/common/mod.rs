@@ -400,18 +400,27 @@ fn read_startup(stderr: ChildStderr) -> (SocketAddr, Arc<Mutex<Vec<String>>>, Jo
     (addr, log, thread)
 }
 
-/// The web listener's address of a `robochat serve --web ADDR`, from its start-up log line.
+/// The address a `robochat serve` process announced in a log line as `announce` followed by
+/// the address (and a path): waits for the line.
+pub fn logged_addr(server: &ServeProcess, announce: &str) -> SocketAddr {
+    server.wait_for_log(announce);
+    let log = server.log.lock().unwrap();
+    let line = log.iter().find(|l| l.contains(announce)).unwrap();
+    let rest = line.split(announce).nth(1).unwrap();
+    let addr = rest.split('/').next().unwrap();
+    addr.parse()
+        .unwrap_or_else(|e| panic!("{addr:?} in {line:?}: {e}"))
+}
+
+/// The web listener's address of a `robochat serve --web ADDR`, from its start-up log line
+/// `web chat on http://ADDR/ ...`.
 pub fn web_addr(server: &ServeProcess) -> SocketAddr {
     logged_addr(server, "web chat on http://")
 }
 
-/// The address after `prefix` (such as `"metrics on http://"`) in a server's log.
-pub fn logged_addr(server: &ServeProcess, prefix: &str) -> SocketAddr {
-    server.wait_for_log(prefix);
-    let log = server.log.lock().unwrap();
-    let line = log.iter().find(|l| l.contains(prefix)).unwrap();
-    let rest = line.split(prefix).nth(1).unwrap();
-    rest.split('/').next().unwrap().parse().unwrap()
+/// The address of `--metrics ADDR`, from its start-up log line `metrics on http://ADDR/metrics`.
+pub fn metrics_addr(server: &ServeProcess) -> SocketAddr {
+    logged_addr(server, "metrics on http://")
 }
 
 /// Waits until the metrics at `addr` (`--metrics`) have the sample `name` (with its labels)
@@ -465,6 +474,33 @@ pub fn refusing_port() -> (std::os::fd::OwnedFd, u16) {
 
 /// Poll events that mean the peer closed or reset the connection.
 pub const HANGUP: i16 = libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR;
+
+/// Writes `batch` over and over without reading until the server stops taking it (no progress
+/// for a second) or closes; returns the bytes sent and whether it closed. Leaves `stream`
+/// non-blocking.
+pub fn flood_until_pushed_back(stream: &TcpStream, batch: &[u8]) -> (usize, bool) {
+    stream.set_nonblocking(true).unwrap();
+    let (mut sent, mut closed) = (0usize, false);
+    while !closed {
+        match (&*stream).write(&batch[sent % batch.len()..]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                let events = poll_events(
+                    stream,
+                    libc::POLLOUT | libc::POLLRDHUP,
+                    Duration::from_secs(1),
+                );
+                if events == 0 {
+                    break; // pushed back: the server stopped reading
+                }
+                closed = events & HANGUP != 0;
+            }
+            Err(_) => closed = true,
+        }
+        assert!(sent < 1 << 30, "the server never pushed back");
+    }
+    (sent, closed)
+}
 
 /// Waits at most `timeout` for `events` on `stream` without reading or writing it; returns the
 /// events that came (errors and hang-ups always count), or 0 on timeout.

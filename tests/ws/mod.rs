@@ -9,7 +9,7 @@ use std::thread::{self, JoinHandle};
 
 use robochat::{EchoRobot, Server, ServerBuilder, ServerHandle, DEFAULT_GREETING};
 
-use crate::common::{ServeProcess, READ_TIMEOUT};
+use crate::common::{web_addr, ServeProcess, READ_TIMEOUT};
 
 pub const OP_CONTINUATION: u8 = 0x0;
 pub const OP_TEXT: u8 = 0x1;
@@ -598,20 +598,6 @@ impl Drop for WebServer {
             let _ = thread.join();
         }
     }
-}
-
-/// The web listener's address of a `robochat serve --web 127.0.0.1:0` process, from its log
-/// line `web chat on http://ADDR/ ...` (logged before the line port's start-up line).
-pub fn web_addr(server: &ServeProcess) -> SocketAddr {
-    let log = server.log.lock().unwrap();
-    let line = log
-        .iter()
-        .find(|l| l.contains("web chat on http://"))
-        .unwrap_or_else(|| panic!("no `web chat on` line in the log: {log:#?}"));
-    let rest = line.split("web chat on http://").nth(1).unwrap();
-    let addr = rest.split('/').next().unwrap();
-    addr.parse()
-        .unwrap_or_else(|e| panic!("{addr:?} in {line:?}: {e}"))
 }
 
 /// Starts `robochat serve --web 127.0.0.1:0 ARGS` and returns it with its web address.
