@@ -40,18 +40,12 @@ const TOTAL_WAIT: Duration = Duration::from_secs(120);
 /// The python of the virtual environment holding Selenium: `ROBOCHAT_WEB_PYTHON`, or
 /// `target/web-venv/bin/python` in this repository; and the browser it drives.
 fn web_python() -> PathBuf {
-    let python = std::env::var_os("ROBOCHAT_WEB_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/web-venv/bin/python")
-        });
-    let installed = Command::new(&python)
-        .args(["-c", "import selenium.webdriver"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    assert!(installed, "{}: {WEB_MISSING}", python.display());
+    let python = common::venv_python(
+        "ROBOCHAT_WEB_PYTHON",
+        "target/web-venv",
+        "import selenium.webdriver",
+        WEB_MISSING,
+    );
     for program in [CHROMIUM, CHROMEDRIVER] {
         assert!(Path::new(program).exists(), "no {program}: {WEB_MISSING}");
     }

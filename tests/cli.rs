@@ -242,7 +242,7 @@ fn sigterm_finishes_lookups_in_flight_says_goodbye_and_exits_zero() {
     let mut busy = Client::connect(server.addr);
     busy.send("bob::answer me before you go\n");
     // Once the message has been handed to the robot, the shutdown must wait for its answer.
-    common::wait_for_metric(metrics, "robochat_messages_total", 1.0);
+    common::wait_for_metric(metrics, "robochat_messages_total", 1);
     server.signal(libc::SIGTERM);
     assert_eq!(busy.line(), "answer me before you go");
     for client in [&mut busy, &mut idle] {

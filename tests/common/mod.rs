@@ -7,7 +7,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use robochat::{Robot, RobotError, ServerBuilder, ServerHandle, DEFAULT_GREETING};
 
@@ -423,26 +423,70 @@ pub fn metrics_addr(server: &ServeProcess) -> SocketAddr {
     logged_addr(server, "metrics on http://")
 }
 
-/// Waits until the metrics at `addr` (`--metrics`) have the sample `name` (with its labels)
-/// at `value` or more.
-pub fn wait_for_metric(addr: SocketAddr, name: &str, value: f64) {
-    for _ in 0..(READ_TIMEOUT.as_millis() / 20) {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: robochat\r\n\r\n")
-            .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let sample = response
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '));
-        if sample.is_some_and(|v| v.parse::<f64>().is_ok_and(|v| v >= value)) {
-            return;
+/// The body of `GET /metrics` from `addr`.
+pub fn scrape(addr: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: robochat\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    response.split("\r\n\r\n").nth(1).unwrap().to_owned()
+}
+
+/// The value of the sample `name` (with its labels) in `body`.
+pub fn sample(body: &str, name: &str) -> u64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{body}"))
+        .parse()
+        .unwrap()
+}
+
+/// Scrapes until `ready` holds for the body (connections close a moment after their client
+/// sees them close), and returns it.
+pub fn scrape_until(addr: SocketAddr, ready: impl Fn(&str) -> bool) -> String {
+    let started = Instant::now();
+    loop {
+        let body = scrape(addr);
+        if ready(&body) {
+            return body;
         }
+        assert!(
+            started.elapsed() < READ_TIMEOUT,
+            "metrics never settled:\n{body}"
+        );
         thread::sleep(Duration::from_millis(20));
     }
-    panic!("the metric {name} never reached {value}");
+}
+
+/// Waits until the metrics at `addr` (`--metrics`) have the sample `name` (with its labels)
+/// at `value` or more.
+pub fn wait_for_metric(addr: SocketAddr, name: &str, value: u64) {
+    scrape_until(addr, |body| sample(body, name) >= value);
+}
+
+/// The python of a virtual environment a test needs: the one `env` names, or `venv` (such as
+/// `target/web-venv`) in this repository. The test fails, saying `missing` (how to install it),
+/// unless that python can run `check` (a Python statement that fails without the packages).
+pub fn venv_python(env: &str, venv: &str, check: &str, missing: &str) -> std::path::PathBuf {
+    let python = std::env::var_os(env)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(venv)
+                .join("bin/python")
+        });
+    let installed = Command::new(&python)
+        .args(["-c", check])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(installed, "{}: {missing}", python.display());
+    python
 }
 
 /// A loopback port that refuses connections and that no other test can take while the returned
