@@ -7,7 +7,7 @@ mod common;
 mod ws;
 
 use std::io::{ErrorKind, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -458,6 +458,31 @@ fn a_frame_never_finished_is_closed_by_the_line_timeout() {
     client.send(&header(FIN | OP_TEXT, 100, Some(MASK), Len::Shortest)[..3]);
     assert!(poll_events(client.stream(), libc::POLLRDHUP, READ_TIMEOUT) & HANGUP != 0);
     server.wait_for_log("an unfinished line for 1 s");
+}
+
+/// A client that closes its side in the middle of a frame can never finish it: the server
+/// says so and closes at once, without waiting for the line timeout (found by the fuzz target
+/// `web_connection`: one byte of a header, then the client's FIN).
+#[test]
+fn a_client_that_stops_in_the_middle_of_a_frame_is_closed_at_once() {
+    let server = WebServer::echo();
+    for partial in [&text("u::cut")[..1], &text("u::cut short")[..5]] {
+        let mut client = server.open();
+        client.send(partial);
+        client.stream().shutdown(Shutdown::Write).unwrap();
+        let started = Instant::now();
+        client.expect_close(1002);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // Messages whole before the client's FIN are still answered.
+    let mut client = server.open();
+    client.send_text("u::whole");
+    client.stream().shutdown(Shutdown::Write).unwrap();
+    assert_eq!(client.text(), "whole");
 }
 
 #[test]

@@ -312,16 +312,21 @@ impl Dispatcher {
             if conn.lookup_in_flight() && !websocket::starts_with_ping_or_pong(&pending[used..]) {
                 break;
             }
+            let partial = used < pending.len();
             let event = match conn.next_websocket_frame(&mut pending[used..]) {
+                Ok(websocket::Decoded::NeedMore) if conn.peer_closed() && partial => {
+                    // The client closed its side in the middle of a frame, which can never be
+                    // whole now: say so and close, rather than wait for the line timeout.
+                    self.close_websocket(conn, CloseCode::Protocol);
+                    break;
+                }
                 Ok(websocket::Decoded::NeedMore) => break,
                 Ok(websocket::Decoded::Frame { consumed, event }) => {
                     used += consumed;
                     event
                 }
                 Err(code) => {
-                    log::debug!("closing {}: {code}", conn.peer_name(self.loop_index));
-                    transport::close(&mut self.out, code);
-                    conn.close_after_output();
+                    self.close_websocket(conn, code);
                     return pending.len();
                 }
             };
@@ -346,6 +351,13 @@ impl Dispatcher {
             }
         }
         used
+    }
+
+    /// Ends a WebSocket the client broke: a close frame with `code`, then closing.
+    fn close_websocket(&mut self, conn: &mut Conn, code: CloseCode) {
+        log::debug!("closing {}: {code}", conn.peer_name(self.loop_index));
+        transport::close(&mut self.out, code);
+        conn.close_after_output();
     }
 
     fn answer(&mut self, conn: &mut Conn, id: ConnId, frame: Frame<'_>) {
