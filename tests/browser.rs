@@ -13,6 +13,7 @@
 //! (`--nocapture` shows each step and its time). With
 //! `ROBOCHAT_PAGE_SCREENSHOT=docs/chat-page.png` it also saves the README's screenshot. A plain
 //! `cargo test` checks only what can be read from the page's source.
+#![cfg(feature = "web")]
 #![cfg(feature = "http")]
 
 mod common;

@@ -10,6 +10,7 @@
 //! `cargo test --test haproxy -- --ignored`.
 
 mod common;
+#[cfg(feature = "web")]
 mod ws;
 
 use std::collections::HashMap;
@@ -619,6 +620,7 @@ fn haproxy_terminates_tls_in_front_of_robochat() {
     );
 }
 
+#[cfg(feature = "web")]
 #[test]
 #[ignore = "needs haproxy; .ci/run installs it and runs this"]
 fn the_page_and_a_websocket_chat_pass_through_the_web_frontend() {

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
 use common::{flood_until_pushed_back, poll_events, Client, ServeProcess, HANGUP, READ_TIMEOUT};
@@ -247,8 +247,10 @@ fn garbage_is_not_amplified_into_the_kernels_memory() {
 /// A client that says goodbye and closes at once, without waiting for the server's goodbye, is
 /// an ordinary end of a chat: nothing for the log at `info`, where failures go. Its socket may
 /// be reset by the time the server shuts down its side or discards what is left.
+#[cfg(feature = "web")]
 #[test]
 fn clients_that_leave_right_after_saying_goodbye_are_no_failure() {
+    use std::io::Write;
     use robochat::websocket::client::{self, Handshake};
     let server = ServeProcess::start(&["--robot", "echo", "--web", "127.0.0.1:0"]);
     let web = common::web_addr(&server);

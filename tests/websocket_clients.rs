@@ -8,6 +8,7 @@
 //! `cargo test`: run it with `cargo test --test websocket_clients -- --ignored`, with
 //! `ROBOCHAT_WEB_PYTHON` naming that environment's python (default:
 //! `target/web-venv/bin/python`).
+#![cfg(feature = "web")]
 
 mod common;
 mod ws;

@@ -7,6 +7,7 @@
 //! and the end of the connection after it. A case that the server takes is sent whole, in
 //! 7-byte pieces and byte by byte, then closed by the client (1000, echoed). A case that the
 //! server refuses is followed by a valid message, which must not be answered.
+#![cfg(feature = "web")]
 
 mod common;
 mod ws;
@@ -775,6 +776,9 @@ fn s7_nothing_after_a_close_is_answered() {
     assert_eq!(outs(&server, &bytes, bytes.len()), [Out::Close(3000)]);
 }
 
+/// RFC 6455 5.5.1 lets an endpoint finish its current message before its close; the client's
+/// close says it sends nothing more, not that it wants nothing more: like a line client that
+/// closes its side, it gets the reply to what it sent (within `--robot-timeout`), then the close.
 #[test]
 fn s7_a_close_after_a_message_waits_for_its_reply() {
     let (server, gate) = gated_server();

@@ -66,8 +66,18 @@ pub fn parse_head(bytes: &[u8]) -> Head<'_> {
     };
     let (mut upgrade, mut connection_upgrade) = (false, false);
     for header in parsed.headers.iter() {
+        let name = header.name.to_ascii_lowercase();
+        let field = match name.as_str() {
+            "host" => &mut request.host,
+            "origin" => &mut request.origin,
+            "sec-websocket-key" => &mut request.websocket_key,
+            "sec-websocket-version" => &mut request.websocket_version,
+            "upgrade" | "connection" => &mut None,
+            _ => continue,
+        };
+        // What decides the route must be unambiguous: text, and (but for lists) given once.
         let Ok(value) = std::str::from_utf8(header.value) else {
-            continue;
+            return Head::Invalid(400);
         };
         let value = value.trim();
         let has_token = |token: &str| {
@@ -75,15 +85,15 @@ pub fn parse_head(bytes: &[u8]) -> Head<'_> {
                 .split(',')
                 .any(|t| t.trim().eq_ignore_ascii_case(token))
         };
-        match header.name.to_ascii_lowercase().as_str() {
-            "host" => request.host = Some(value),
-            "origin" => request.origin = Some(value),
-            "upgrade" => upgrade = has_token("websocket"),
-            "connection" => connection_upgrade = has_token("upgrade"),
-            "sec-websocket-key" => request.websocket_key = Some(value),
-            "sec-websocket-version" => request.websocket_version = Some(value),
-            _ => {}
+        match name.as_str() {
+            "upgrade" => upgrade |= has_token("websocket"),
+            "connection" => connection_upgrade |= has_token("upgrade"),
+            _ if field.is_some() => return Head::Invalid(400),
+            _ => *field = Some(value),
         }
+    }
+    if parsed.version == Some(1) && request.host.is_none() {
+        return Head::Invalid(400); // RFC 9112 3.2: HTTP/1.1 requires a Host
     }
     request.wants_websocket = upgrade && connection_upgrade;
     Head::Complete { len, request }
@@ -92,8 +102,10 @@ pub fn parse_head(bytes: &[u8]) -> Head<'_> {
 /// The origins whose pages may open a WebSocket here, besides the server's own.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Origins {
-    /// Only pages served by the host the request came to (and programs, which send no
-    /// `Origin`).
+    /// Only pages served by the host the request came to, when that host is an address or
+    /// `localhost` (and programs, which send no `Origin`). A host given by another name could
+    /// be any web site whose name an attacker pointed at this server (DNS rebinding): the
+    /// browser would send that site's name as both `Origin` and `Host`. Names are listed.
     #[default]
     SameHost,
     /// These too (`--allow-origin URL`), compared without case and a trailing slash.
@@ -109,14 +121,16 @@ impl Origins {
             return true; // not a browser: the origin check protects browsers' users
         };
         let origin = origin.trim_end_matches('/');
-        let same_host = host.is_some_and(|host| {
-            ["http://", "https://"].iter().any(|scheme| {
-                origin
-                    .get(..scheme.len())
-                    .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
-                    && origin[scheme.len()..].eq_ignore_ascii_case(host)
-            })
-        });
+        let same_host = host
+            .filter(|host| cannot_be_rebound(host))
+            .is_some_and(|host| {
+                ["http://", "https://"].iter().any(|scheme| {
+                    origin
+                        .get(..scheme.len())
+                        .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+                        && origin[scheme.len()..].eq_ignore_ascii_case(host)
+                })
+            });
         same_host
             || match self {
                 Origins::SameHost => false,
@@ -126,6 +140,16 @@ impl Origins {
                     .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin)),
             }
     }
+}
+
+/// Whether a `Host` (with its port, if any) is one no other web site can be made to send: an IP
+/// address, or `localhost`, which browsers resolve to this machine themselves.
+fn cannot_be_rebound(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _port)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
 /// What the web listener does with a request.
@@ -316,22 +340,67 @@ mod tests {
     }
 
     #[test]
+    fn ambiguous_heads_are_refused() {
+        // Which of two Origins (or Hosts, keys, versions) would count? Neither: 400.
+        for twice in [
+            "Origin: https://evil.example\r\nOrigin: http://chat.example:8080\r\n",
+            "Host: other.example\r\n",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+            "Sec-WebSocket-Version: 13\r\n",
+        ] {
+            assert_eq!(
+                parse_head(upgrade(twice).as_bytes()),
+                Head::Invalid(400),
+                "{twice}"
+            );
+        }
+        // An Origin that is not text is not "no Origin".
+        let mut garbled = upgrade("Origin: http://evil.example").into_bytes();
+        garbled.splice(garbled.len() - 2..garbled.len() - 2, [0xff, b'\r', b'\n']);
+        assert_eq!(parse_head(&garbled), Head::Invalid(400));
+        // HTTP/1.1 requires a Host.
+        let no_host = upgrade("").replace("Host: chat.example:8080\r\n", "");
+        assert_eq!(parse_head(no_host.as_bytes()), Head::Invalid(400));
+        // Lists may be split over several lines of the same header.
+        let split = upgrade("").replace(
+            "Connection: keep-alive, Upgrade\r\n",
+            "Connection: Upgrade\r\nConnection: keep-alive\r\n",
+        );
+        let Head::Complete { request, .. } = parse_head(split.as_bytes()) else {
+            panic!("{split}")
+        };
+        assert!(request.wants_websocket);
+    }
+
+    #[test]
     fn routes() {
         let same = Origins::SameHost;
-        assert_eq!(route("GET / HTTP/1.1\r\n\r\n", &same), Route::Page);
-        assert_eq!(route("GET /?x=1 HTTP/1.1\r\n\r\n", &same), Route::Page);
-        assert_eq!(route("GET /healthz HTTP/1.1\r\n\r\n", &same), Route::Health);
+        assert_eq!(
+            route("GET / HTTP/1.1\r\nHost: x\r\n\r\n", &same),
+            Route::Page
+        );
+        assert_eq!(
+            route("GET /?x=1 HTTP/1.1\r\nHost: x\r\n\r\n", &same),
+            Route::Page
+        );
+        assert_eq!(
+            route("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", &same),
+            Route::Health
+        );
         assert_eq!(
             route("HEAD /healthz HTTP/1.0\r\n\r\n", &same),
             Route::Health
         );
-        assert_eq!(route("GET /nope HTTP/1.1\r\n\r\n", &same), Route::NotFound);
         assert_eq!(
-            route("POST / HTTP/1.1\r\n\r\n", &same),
+            route("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", &same),
+            Route::NotFound
+        );
+        assert_eq!(
+            route("POST / HTTP/1.1\r\nHost: x\r\n\r\n", &same),
             Route::MethodNotAllowed
         );
         assert_eq!(
-            route("GET /ws HTTP/1.1\r\n\r\n", &same),
+            route("GET /ws HTTP/1.1\r\nHost: x\r\n\r\n", &same),
             Route::UpgradeRequired
         );
         assert_eq!(
@@ -349,8 +418,27 @@ mod tests {
     #[test]
     fn origins() {
         let same = Origins::SameHost;
-        let own = upgrade("Origin: http://chat.example:8080\r\n");
-        assert!(matches!(route(&own, &same), Route::Upgrade { .. }));
+        // A page of the host it came to, by its address or as localhost, is the server's own.
+        for host in [
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "localhost:8080",
+            "LOCALHOST",
+            "10.1.2.3",
+        ] {
+            let own = upgrade(&format!("Origin: http://{host}\r\n"))
+                .replace("Host: chat.example:8080", &format!("Host: {host}"));
+            assert!(
+                matches!(route(&own, &same), Route::Upgrade { .. }),
+                "{host}"
+            );
+        }
+        // By a name, it could be any site whose name was made to point here (DNS rebinding:
+        // the browser then sends that site's name as both Origin and Host): it must be listed.
+        let named = upgrade("Origin: http://chat.example:8080\r\n");
+        assert_eq!(route(&named, &same), Route::Forbidden);
+        let chat = Origins::Listed(vec!["http://chat.example:8080".into()]);
+        assert!(matches!(route(&named, &chat), Route::Upgrade { .. }));
         let other = upgrade("Origin: https://evil.example\r\n");
         assert_eq!(route(&other, &same), Route::Forbidden);
         let listed = Origins::Listed(vec!["https://EVIL.example/".into()]);
@@ -360,7 +448,8 @@ mod tests {
             Route::Upgrade { .. }
         ));
         // A page of another port of the same host is another origin.
-        let other_port = upgrade("Origin: http://chat.example:9090\r\n");
+        let other_port = upgrade("Origin: http://127.0.0.1:9090\r\n")
+            .replace("Host: chat.example:8080", "Host: 127.0.0.1:8080");
         assert_eq!(route(&other_port, &same), Route::Forbidden);
     }
 

@@ -165,8 +165,12 @@ impl std::error::Error for HandshakeError {}
 impl Handshake {
     /// A handshake with `key` (the RFC asks for 16 random bytes).
     pub fn new(key: [u8; 16]) -> Handshake {
+        use base64::Engine as _;
         let mut encoded = [0u8; 24];
-        base64(&key, &mut encoded);
+        let written = base64::engine::general_purpose::STANDARD
+            .encode_slice(key, &mut encoded)
+            .expect("16 bytes are 24 in base64");
+        debug_assert_eq!(written, encoded.len());
         Handshake { key: encoded }
     }
 
@@ -188,9 +192,7 @@ impl Handshake {
 
     /// Reads the server's answer at the start of `received`: `None` while its head is not all
     /// there, then the head's length (the frames start after it) if it accepted the upgrade.
-    ///
-    /// The `Sec-WebSocket-Accept` is checked against the key with the `web` feature (which has
-    /// SHA-1); without it, it must only be present.
+    /// Its `Sec-WebSocket-Accept` must be the key's.
     pub fn response(&self, received: &[u8]) -> Result<Option<usize>, HandshakeError> {
         // Not waiting for the end of something that is not HTTP (a line server's greeting).
         let start = &received[..received.len().min(5)];
@@ -235,36 +237,8 @@ impl Handshake {
             return Err(HandshakeError::NotWebSocket);
         }
         match accept {
-            Some(accept) if self.accepts(accept) => Ok(Some(end + 4)),
+            Some(accept) if accept == crate::web::accept_key(self.key()) => Ok(Some(end + 4)),
             _ => Err(HandshakeError::WrongAccept),
-        }
-    }
-
-    #[cfg(feature = "web")]
-    fn accepts(&self, accept: &str) -> bool {
-        accept == crate::web::accept_key(self.key())
-    }
-
-    #[cfg(not(feature = "web"))]
-    fn accepts(&self, _accept: &str) -> bool {
-        true
-    }
-}
-
-/// Standard base64 (with padding) of `bytes` into `out`, which is exactly the right length.
-fn base64(bytes: &[u8], out: &mut [u8]) {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for (chunk, quad) in bytes.chunks(3).zip(out.chunks_mut(4)) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for (i, c) in quad.iter_mut().enumerate() {
-            *c = if i <= chunk.len() {
-                ALPHABET[(n >> (18 - 6 * i) & 0x3F) as usize]
-            } else {
-                b'='
-            };
         }
     }
 }
@@ -478,9 +452,6 @@ mod tests {
             assert!(request.contains(header), "{header} in {request}");
         }
         assert!(request.ends_with("\r\n\r\n"));
-        let mut other = [0u8; 24];
-        base64(&[0xff, 0xee, 0xdd], &mut other[..4]);
-        assert_eq!(&other[..4], b"/+7d");
     }
 
     /// The RFC's sample 101, as the server writes it.
@@ -545,7 +516,6 @@ mod tests {
         assert_eq!(handshake.response(&endless), Err(HandshakeError::TooLong));
     }
 
-    #[cfg(feature = "web")]
     #[test]
     fn another_keys_accept_is_refused() {
         let other = Handshake::new([7; 16]);

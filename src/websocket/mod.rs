@@ -20,6 +20,7 @@
 
 use std::fmt;
 
+#[cfg(feature = "web")]
 pub mod client;
 
 /// The largest payload of a control frame (close, ping, pong).

@@ -32,10 +32,12 @@ Options:
                            GET /healthz `ok` for load balancers; one request per connection.
                            Same loops, robot and limits as the line port; --max-line is the
                            largest message, and --line-timeout the time to send the request
-  --allow-origin URL       A web page elsewhere, such as https://chat.example.com, that may
-                           open the chat's WebSocket (repeatable; `*` for any). Without it only
-                           the server's own page may (and programs, which send no Origin):
-                           any site a visitor has open could otherwise chat in their name
+  --allow-origin URL       A web page, such as https://chat.example.com, that may open the
+                           chat's WebSocket (repeatable; `*` for any). Without it only the
+                           server's own page opened by address or as localhost may (and
+                           programs, which send no Origin): any site a visitor has open could
+                           otherwise chat in their name. The page opened by a domain name is
+                           listed here too, as that name could be any site's (DNS rebinding)
   --robot SPEC             Who answers [default: embedded]. One of
                              embedded  offline rules, Chinese and English (小图)
                              echo      replies with the text unchanged (tests, benchmarks)
