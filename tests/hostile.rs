@@ -250,8 +250,8 @@ fn garbage_is_not_amplified_into_the_kernels_memory() {
 #[cfg(feature = "web")]
 #[test]
 fn clients_that_leave_right_after_saying_goodbye_are_no_failure() {
-    use std::io::Write;
     use robochat::websocket::client::{self, Handshake};
+    use std::io::Write;
     let server = ServeProcess::start(&["--robot", "echo", "--web", "127.0.0.1:0"]);
     let web = common::web_addr(&server);
     for i in 0..40u8 {

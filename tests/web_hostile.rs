@@ -290,7 +290,11 @@ fn only_the_servers_own_pages_and_programs_may_open_the_chat() {
     let port = server.web.port();
     let localhost = format!("localhost:{port}");
     assert_eq!(
-        upgrade_status(server.web, &localhost, &origin(&format!("http://{localhost}"))),
+        upgrade_status(
+            server.web,
+            &localhost,
+            &origin(&format!("http://{localhost}"))
+        ),
         101
     );
     // But not by another name: any site whose name an attacker points at this address (DNS
@@ -467,6 +471,26 @@ fn a_frame_never_finished_is_closed_by_the_line_timeout() {
     client.send(&header(FIN | OP_TEXT, 100, Some(MASK), Len::Shortest)[..3]);
     assert!(poll_events(client.stream(), libc::POLLRDHUP, READ_TIMEOUT) & HANGUP != 0);
     server.wait_for_log("an unfinished line for 1 s");
+}
+
+/// At shutdown, a connection whose request has not all come (a health check, a page being
+/// loaded) is told so with a `503`, not dropped without a word.
+#[test]
+fn a_request_under_way_at_shutdown_gets_a_503() {
+    let server = WebServer::echo();
+    let mut waiting = TcpStream::connect(server.web).unwrap();
+    waiting.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    waiting
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    // Accepted in order: once a later connection is answered, this one is the server's.
+    assert_eq!(server.open().ask("u", "later"), "later");
+    server.shutdown();
+    let mut response = Vec::new();
+    std::io::Read::read_to_end(&mut waiting, &mut response).unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 503 "), "{response}");
+    assert!(response.contains("shutting down"), "{response}");
 }
 
 /// A client that closes its side in the middle of a frame can never finish it: the server

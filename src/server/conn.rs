@@ -474,6 +474,12 @@ impl Conn {
         transport.reply(&mut self.busy.get_or_insert_with(Busy::new).output, text);
     }
 
+    /// Queues bytes as they are (an HTTP response).
+    pub fn queue_bytes(&mut self, bytes: &[u8]) {
+        let busy = self.busy.get_or_insert_with(Busy::new);
+        busy.output.extend_from_slice(bytes);
+    }
+
     /// Queues the last words before closing: `text` and, on WebSocket, a close frame.
     pub fn queue_goodbye(&mut self, text: &str, code: CloseCode) {
         let transport = self.transport();

@@ -174,7 +174,10 @@ impl EventLoop {
                 config.max_connections
             ),
         );
-        let web_refusal = http_refusal(config.max_connections);
+        let web_refusal = http_unavailable(&format!(
+            "the server is full ({} connections); try again later",
+            config.max_connections
+        ));
         let inline = InlineWork::new(config.workers, config.robot.never_blocks());
         EventLoop {
             index,
@@ -382,7 +385,10 @@ impl EventLoop {
             Metrics::add(&metrics.refused, 1);
             let refusal = match transport {
                 Transport::Line => &self.refusal,
-                Transport::Web => &self.web_refusal,
+                Transport::Web => {
+                    metrics.http_response(503);
+                    &self.web_refusal
+                }
             };
             // Best effort: it fits in any socket buffer; if not, the close says enough.
             let _ = io::Write::write(&mut socket, refusal);
@@ -513,16 +519,23 @@ impl EventLoop {
     }
 
     /// Says `notice` as the last line (and, on WebSocket, closes with `code`), and closes once
-    /// it is written (idle, shutdown). A web connection that has not opened its WebSocket yet is
-    /// only closed.
+    /// it is written (idle, shutdown). A web connection still awaiting its request gets `notice`
+    /// as a `503` instead (a load balancer's health check, a page being loaded).
     pub(super) fn say_goodbye(&mut self, id: ConnId, notice: &str, code: CloseCode) {
         let Some(conn) = find(&mut self.conns, id) else {
             return;
         };
-        let chatting = conn.transport() == Transport::Line || conn.state() == Lifecycle::Open;
+        let state = conn.state();
         conn.close_after_output();
-        if chatting {
-            conn.queue_goodbye(notice, code);
+        match (conn.transport(), state) {
+            (Transport::Line, _) | (Transport::Web, Lifecycle::Open) => {
+                conn.queue_goodbye(notice, code)
+            }
+            (Transport::Web, Lifecycle::AwaitingRequest) => {
+                self.dispatch.metrics.http_response(503);
+                conn.queue_bytes(&http_unavailable(notice));
+            }
+            _ => {} // nothing can be said before a PROXY header
         }
         match self.dispatch.flush(&mut self.conns[id.key]) {
             Err(e) => self.close(id, CloseReason::of(e)),
@@ -683,17 +696,14 @@ fn is_per_connection_accept_error(e: &io::Error) -> bool {
     )
 }
 
-/// The `503` a web listener's connection gets when the server is full.
+/// A `503` saying `why`, for a web listener's connection that cannot be served (the server
+/// is full, or shutting down).
 #[cfg(feature = "web")]
-fn http_refusal(max_connections: usize) -> Box<[u8]> {
-    crate::web::text_response(
-        503,
-        &format!("the server is full ({max_connections} connections); try again later"),
-    )
-    .into_boxed_slice()
+fn http_unavailable(why: &str) -> Box<[u8]> {
+    crate::web::text_response(503, why).into_boxed_slice()
 }
 
 #[cfg(not(feature = "web"))]
-fn http_refusal(_max_connections: usize) -> Box<[u8]> {
+fn http_unavailable(_why: &str) -> Box<[u8]> {
     Box::default() // there is no web listener
 }

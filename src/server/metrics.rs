@@ -171,7 +171,8 @@ impl Metrics {
             "robochat_http_responses_total",
             "counter",
             "The web listener's responses, by status: 101 a WebSocket chat began, 200 the page \
-             or /healthz, 403 a page of another origin refused, others bad requests.",
+             or /healthz, 403 a page of another origin refused, 503 full or shutting down, others bad \
+             requests.",
             &responses,
         );
         metric(
@@ -276,7 +277,7 @@ impl Metrics {
 }
 
 /// The statuses the web listener answers with.
-const HTTP_STATUSES: [u16; 8] = [101, 200, 400, 403, 404, 405, 426, 431];
+const HTTP_STATUSES: [u16; 9] = [101, 200, 400, 403, 404, 405, 426, 431, 503];
 
 impl Metrics {
     /// Counts one response of the web listener.
