@@ -229,9 +229,9 @@ impl Dispatcher {
             let input = conn.take_input();
             let used = self.answer_request(conn, &input);
             conn.keep_input(input, used.unwrap_or(0));
-            // Frames a hasty client sent after its request are answered now, not when it
-            // next sends something.
         }
+        // Also right after an upgrade: frames a hasty client sent after its request are
+        // answered now, not when it next sends something.
         if conn.state() == Lifecycle::Open {
             let mut input = conn.take_input();
             let used = self.frame_and_answer(conn, id, &mut input);
