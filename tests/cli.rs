@@ -641,9 +641,7 @@ fn an_invalid_rust_log_is_reported_and_the_log_stays_at_info() {
 
 #[test]
 fn at_debug_connections_are_logged_when_accepted_and_when_closed_with_the_reason() {
-    let mut command = Command::new(robochat_bin());
-    command.env("RUST_LOG", "debug");
-    let server = ServeProcess::start_with(command, "127.0.0.1:0", &["--robot", "echo"]);
+    let server = ServeProcess::start_at_debug(&["--robot", "echo"]);
     let mut leaving = Client::connect(server.addr);
     let name = leaving.stream().local_addr().unwrap().to_string();
     server.wait_for_log(&format!("accepted {name}"));
@@ -673,10 +671,7 @@ fn at_debug_connections_are_logged_when_accepted_and_when_closed_with_the_reason
 
 #[test]
 fn with_two_loops_both_serve_clients() {
-    let mut command = Command::new(robochat_bin());
-    command.env("RUST_LOG", "debug");
-    let server =
-        ServeProcess::start_with(command, "127.0.0.1:0", &["--robot", "echo", "--loops", "2"]);
+    let server = ServeProcess::start_at_debug(&["--robot", "echo", "--loops", "2"]);
     // The kernel spreads connections over the two listeners by their addresses: over 64, both
     // loops get some (all on one would happen once in 2^63 runs).
     for i in 0..64 {

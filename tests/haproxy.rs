@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{poll_events, robochat_bin, Client, ServeProcess, READ_TIMEOUT};
+use common::{poll_events, Client, ServeProcess, READ_TIMEOUT};
 
 const HAPROXY_MISSING: &str =
     "haproxy is not installed: `apt-get install haproxy` (or run .ci/run)";
@@ -337,13 +337,7 @@ fn first_chat_through(frontend: u16, text: &str) -> u16 {
 }
 
 fn backend() -> ServeProcess {
-    let mut command = Command::new(robochat_bin());
-    command.env("RUST_LOG", "debug");
-    ServeProcess::start_with(
-        command,
-        "127.0.0.1:0",
-        &["--robot", "echo", "--proxy-protocol"],
-    )
+    ServeProcess::start_at_debug(&["--robot", "echo", "--proxy-protocol"])
 }
 
 /// Whether a backend logged a connection from the real client at `port` (passed on by HAProxy
@@ -625,19 +619,13 @@ fn haproxy_terminates_tls_in_front_of_robochat() {
 #[ignore = "needs haproxy; .ci/run installs it and runs this"]
 fn the_page_and_a_websocket_chat_pass_through_the_web_frontend() {
     let dir = TempDir::new("haproxy-web");
-    let mut command = Command::new(robochat_bin());
-    command.env("RUST_LOG", "debug");
-    let chat = ServeProcess::start_with(
-        command,
+    let chat = ServeProcess::start_at_debug(&[
+        "--robot",
+        "echo",
+        "--proxy-protocol",
+        "--web",
         "127.0.0.1:0",
-        &[
-            "--robot",
-            "echo",
-            "--proxy-protocol",
-            "--web",
-            "127.0.0.1:0",
-        ],
-    );
+    ]);
     let web = common::web_addr(&chat);
     let fleet = Fleet {
         frontend: free_port(),

@@ -20,9 +20,7 @@ fn v2_tcp4() -> Vec<u8> {
 fn serve_behind_proxy(extra: &[&str]) -> ServeProcess {
     let mut args = vec!["--robot", "echo", "--proxy-protocol"];
     args.extend_from_slice(extra);
-    let mut command = std::process::Command::new(common::robochat_bin());
-    command.env("RUST_LOG", "debug");
-    ServeProcess::start_with(command, "127.0.0.1:0", &args)
+    ServeProcess::start_at_debug(&args)
 }
 
 #[test]

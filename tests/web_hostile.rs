@@ -725,19 +725,13 @@ fn admitted<T>(mut attempt: impl FnMut() -> Option<T>) -> T {
 
 #[test]
 fn with_proxy_protocol_the_header_comes_before_the_request_and_names_the_client() {
-    let mut command = std::process::Command::new(common::robochat_bin());
-    command.env("RUST_LOG", "debug");
-    let server = ServeProcess::start_with(
-        command,
+    let server = ServeProcess::start_at_debug(&[
+        "--web",
         "127.0.0.1:0",
-        &[
-            "--web",
-            "127.0.0.1:0",
-            "--robot",
-            "echo",
-            "--proxy-protocol",
-        ],
-    );
+        "--robot",
+        "echo",
+        "--proxy-protocol",
+    ]);
     let web = common::web_addr(&server);
     let proxied = |client: &str| format!("PROXY TCP4 {client} 192.0.2.1 40000 8080\r\n");
     // The header, then the upgrade, in separate writes.

@@ -273,6 +273,14 @@ impl ServeProcess {
         Self::start_with(Command::new(robochat_bin()), "127.0.0.1:0", args)
     }
 
+    /// Like [`start`](Self::start), logging at `debug` (each connection, and the client a
+    /// PROXY header names).
+    pub fn start_at_debug(args: &[&str]) -> ServeProcess {
+        let mut command = Command::new(robochat_bin());
+        command.env("RUST_LOG", "debug");
+        Self::start_with(command, "127.0.0.1:0", args)
+    }
+
     /// Like [`start`](Self::start), from a prepared command (for limits or environment).
     pub fn start_with(mut command: Command, listen: &str, args: &[&str]) -> ServeProcess {
         if !command.get_envs().any(|(name, _)| name == "RUST_LOG") {
