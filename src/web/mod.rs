@@ -375,34 +375,23 @@ mod tests {
     #[test]
     fn routes() {
         let same = Origins::SameHost;
-        assert_eq!(
-            route("GET / HTTP/1.1\r\nHost: x\r\n\r\n", &same),
-            Route::Page
-        );
-        assert_eq!(
-            route("GET /?x=1 HTTP/1.1\r\nHost: x\r\n\r\n", &same),
-            Route::Page
-        );
-        assert_eq!(
-            route("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", &same),
-            Route::Health
-        );
-        assert_eq!(
-            route("HEAD /healthz HTTP/1.0\r\n\r\n", &same),
-            Route::Health
-        );
-        assert_eq!(
-            route("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", &same),
-            Route::NotFound
-        );
-        assert_eq!(
-            route("POST / HTTP/1.1\r\nHost: x\r\n\r\n", &same),
-            Route::MethodNotAllowed
-        );
-        assert_eq!(
-            route("GET /ws HTTP/1.1\r\nHost: x\r\n\r\n", &same),
-            Route::UpgradeRequired
-        );
+        for (head, expected) in [
+            ("GET / HTTP/1.1\r\nHost: x\r\n\r\n", Route::Page),
+            ("GET /?x=1 HTTP/1.1\r\nHost: x\r\n\r\n", Route::Page),
+            ("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", Route::Health),
+            ("HEAD /healthz HTTP/1.0\r\n\r\n", Route::Health),
+            ("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", Route::NotFound),
+            (
+                "POST / HTTP/1.1\r\nHost: x\r\n\r\n",
+                Route::MethodNotAllowed,
+            ),
+            (
+                "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n",
+                Route::UpgradeRequired,
+            ),
+        ] {
+            assert_eq!(route(head, &same), expected, "{head:?}");
+        }
         assert_eq!(
             route(&upgrade(""), &same),
             Route::Upgrade {
