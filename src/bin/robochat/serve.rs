@@ -330,8 +330,8 @@ pub fn main(parser: lexopt::Parser) -> Result<(), Failure> {
         }
         Err(e) => log::warn!("cannot raise the open-file limit: {e}"),
     }
-    let listen = addresses_of("listen")(&o.listen)?;
-    let web = o.web.as_deref().map(addresses_of("web")).transpose()?;
+    let listen = addresses("listen", &o.listen)?;
+    let web = o.web.as_deref().map(|a| addresses("web", a)).transpose()?;
     if web.is_none() && !o.allowed_origins.is_empty() {
         return Err(Failure::Usage(
             "--allow-origin is for the web listener: add --web ADDR".into(),
@@ -415,19 +415,17 @@ fn build_failure(error: BuildError) -> Failure {
 }
 
 /// The addresses of `--FLAG ADDR`, resolved once, or a usage error that shows what is expected.
-fn addresses_of(flag: &'static str) -> impl Fn(&str) -> Result<Vec<std::net::SocketAddr>, Failure> {
-    move |addr| {
-        let example = if flag == "web" { 8080 } else { 9999 };
-        Ok(addr
-            .to_socket_addrs()
-            .map_err(|e| {
-                Failure::Usage(format!(
-                    "invalid value '{addr}' for --{flag}: {e} (expected an address and port such \
-                     as 127.0.0.1:{example}, [::]:{example} or localhost:{example})"
-                ))
-            })?
-            .collect())
-    }
+fn addresses(flag: &str, addr: &str) -> Result<Vec<std::net::SocketAddr>, Failure> {
+    let example = if flag == "web" { 8080 } else { 9999 };
+    Ok(addr
+        .to_socket_addrs()
+        .map_err(|e| {
+            Failure::Usage(format!(
+                "invalid value '{addr}' for --{flag}: {e} (expected an address and port such \
+                 as 127.0.0.1:{example}, [::]:{example} or localhost:{example})"
+            ))
+        })?
+        .collect())
 }
 
 /// Checks an `--allow-origin` value: `*`, or what a browser sends as `Origin`, a scheme and a
