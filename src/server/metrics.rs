@@ -161,20 +161,6 @@ impl Metrics {
                 ("{transport=\"web\"}", web_accepted),
             ],
         );
-        let responses: Vec<(String, u64)> = HTTP_STATUSES
-            .iter()
-            .zip(&self.http_responses)
-            .map(|(status, count)| (format!("{{code=\"{status}\"}}"), get(count)))
-            .collect();
-        let responses: Vec<(&str, u64)> = responses.iter().map(|(l, n)| (l.as_str(), *n)).collect();
-        metric(
-            "robochat_http_responses_total",
-            "counter",
-            "The web listener's responses, by status: 101 a WebSocket chat began, 200 the page \
-             or /healthz, 403 a page of another origin refused, 503 full or shutting down, others bad \
-             requests.",
-            &responses,
-        );
         metric(
             "robochat_connections_refused_total",
             "counter",
@@ -252,8 +238,30 @@ impl Metrics {
             &[("", get(&robot.busy))],
         );
         Self::render_links(&report, &mut out);
+        self.render_http(&mut out);
         self.render_latency(&mut out);
         out
+    }
+
+    /// The web listener's responses, a sample per status.
+    fn render_http(&self, out: &mut String) {
+        let responses: Vec<(String, u64)> = HTTP_STATUSES
+            .iter()
+            .zip(&self.http_responses)
+            .map(|(status, count)| {
+                let count = count.load(Ordering::Relaxed);
+                (format!("{{code=\"{status}\"}}"), count)
+            })
+            .collect();
+        write_family(
+            out,
+            "robochat_http_responses_total",
+            "counter",
+            "The web listener's responses, by status: 101 a WebSocket chat began, 200 the page \
+             or /healthz, 403 a page of another origin refused, 503 full or shutting down, others \
+             bad requests.",
+            &responses,
+        );
     }
 
     fn render_latency(&self, out: &mut String) {
